@@ -1,0 +1,156 @@
+"""The ``scaling`` command. Bad input prints ``error: ...`` and exits 2, without a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from scaling.errors import ScalingError
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ScalingError(f"{text!r} is not a number") from None
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from scaling import laws
+    from scaling.tables import derive, read_table
+
+    df = derive(read_table(args.table), args.assign or [], args.where)
+    x = _csv_list(args.x)
+    law = laws.fit(
+        df,
+        x if len(x) > 1 else x[0],
+        args.y,
+        args.form,
+        loss=args.loss,
+        delta=args.delta,
+        space=args.space,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        level=args.level,
+        holdout=args.holdout,
+    )
+    print(law.summary())
+    if "auto" in law.options:
+        errors = law.options["auto"]["errors"]
+        print("  auto: held-out error by form: " + ", ".join(f"{k} {v:.4g}" for k, v in errors.items()))
+    if args.out:
+        print(f"saved {law.save(args.out)}")
+    return 0
+
+
+def _law_inputs(law, values: list[str]):
+    if law.spec.inputs == 1:
+        return np.array([_number(v) for v in values])
+    rows = []
+    for v in values:
+        parts = _csv_list(v)
+        if len(parts) != law.spec.inputs:
+            raise ScalingError(f"{v!r}: this law takes {law.spec.inputs} inputs {law.x}, comma-separated")
+        rows.append([_number(p) for p in parts])
+    return np.array(rows)
+
+
+def cmd_law(args: argparse.Namespace) -> int:
+    from scaling import laws
+
+    law = laws.load(args.law)
+    has_samples = law.samples is not None and len(law.samples) > 0
+    if args.action == "show":
+        print(law.summary())
+        print(f"  fitted on {law.n_points} rows, data {law.fingerprint}")
+        print(f"  options: {json.dumps(law.options)}")
+        return 0
+    if not args.values:
+        raise ScalingError(f"scaling law {args.action} needs at least one value")
+    if args.action == "predict":
+        xs = _law_inputs(law, args.values)
+        y = np.atleast_1d(law.predict(xs))
+        band = law.interval(xs, args.level) if has_samples else None
+        for i, (v, yi) in enumerate(zip(args.values, y)):
+            extra = f"  [{band[0][i]:.6g}, {band[1][i]:.6g}] ({args.level:.0%})" if band else ""
+            print(f"{law.y}({v}) = {yi:.6g}{extra}")
+    else:
+        for v in args.values:
+            target = _number(v)
+            x = law.solve(target)
+            extra = ""
+            if has_samples:
+                lo, hi = law.solve_interval(target, args.level)
+                extra = f"  [{lo:.6g}, {hi:.6g}] ({args.level:.0%})"
+            print(f"{law.x[0]} for {law.y} = {target:g}: {x:.6g}{extra}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from scaling.bench import run_bench
+
+    result = run_bench(_csv_list(args.sections) if args.sections else None)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for section, figures in result.items():
+            print(f"[{section}]")
+            for k, v in figures.items():
+                print(f"  {k} = {v:.4g}" if isinstance(v, float) else f"  {k} = {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from scaling.laws import FORMS
+
+    p = argparse.ArgumentParser(prog="scaling", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fit", help="fit a law to a table (CSV, Parquet or JSONL)")
+    f.add_argument("table")
+    f.add_argument("--x", required=True, help="input column, or comma-separated columns (chinchilla: N,D)")
+    f.add_argument("--y", required=True, help="output column")
+    f.add_argument("--form", default="auto", help=f"one of {sorted(FORMS)} or auto (default)")
+    f.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for intervals")
+    f.add_argument("--holdout", type=int, default=0, help="hold out the K largest points and report the error")
+    f.add_argument("--loss", default="huber", choices=["huber", "squared"])
+    f.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
+    f.add_argument("--space", choices=["log", "linear"], default=None, help="residual space (default per form)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--level", type=float, default=0.95)
+    f.add_argument("--assign", action="append", metavar="NAME=EXPR", help="add a column (pandas eval); repeatable")
+    f.add_argument("--where", metavar="EXPR", help="keep rows matching a pandas query")
+    f.add_argument("--out", help="save the law as JSON")
+    f.set_defaults(func=cmd_fit)
+
+    law = sub.add_parser("law", help="reuse a saved law: show | predict X... | solve Y...")
+    law.add_argument("action", choices=["show", "predict", "solve"])
+    law.add_argument("law", help="law JSON file")
+    law.add_argument("values", nargs="*", help="x values (N,D pairs for chinchilla) or target y values")
+    law.add_argument("--level", type=float, default=0.95)
+    law.set_defaults(func=cmd_law)
+
+    b = sub.add_parser("bench", help="measure speed and print figures")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--sections", help="comma-separated sections (default: all)")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ScalingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

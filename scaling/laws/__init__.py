@@ -1,0 +1,35 @@
+"""Scaling laws: fit, judge by extrapolation, save, reload, plan.
+
+    law = scaling.laws.fit(df, x="params", y="error", form="saturating_power", bootstrap=1000)
+    law.predict(1e7); law.solve(0.1); law.interval(1e7); law.save("error_vs_params.json")
+    law = scaling.laws.load("error_vs_params.json")
+
+Forms (params keyed by exactly these names):
+    power              y = A x^-alpha
+    saturating_power   y = E + A x^-alpha           (E in (0, min y]: fit error = 1 - accuracy)
+    sigmoid_log        y = R0 + (A - R0) / (1 + (C_mid / x)^B)   (bounded accuracy vs a resource)
+    exp_power          y = exp(-a x^-b)             (coverage / pass@k vs k)
+    log_linear         y = a + b log x
+    chinchilla         y = E + A / N^alpha + B / D^beta,  x = [N, D]
+"""
+
+from scaling.errors import LawError
+from scaling.laws.fitting import Holdout, fit, holdout
+from scaling.laws.forms import FORMS, SINGLE_INPUT_FORMS
+from scaling.laws.law import Law, load
+from scaling.laws.planning import Allocation, ComputeOptimal, allocate, compute_optimal
+
+__all__ = [
+    "FORMS",
+    "SINGLE_INPUT_FORMS",
+    "Allocation",
+    "ComputeOptimal",
+    "Holdout",
+    "Law",
+    "LawError",
+    "allocate",
+    "compute_optimal",
+    "fit",
+    "holdout",
+    "load",
+]

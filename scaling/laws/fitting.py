@@ -1,0 +1,475 @@
+"""Fit a scaling law to a table: robust multi-start fits, bootstrap intervals, held-out checks.
+
+Objective (summed, never averaged, so tolerances mean the same at any number of points):
+    sum_i w_i * rho(r_i),  r_i = log y_i - log y_hat_i  (space "log")  or  y_i - y_hat_i ("linear")
+with rho = Huber_delta (default delta = 1e-3) or r^2 / 2 (loss "squared"); w_i = 1, or the
+bootstrap resample counts. All starts are minimised at once by a batched BFGS in float64.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scaling.errors import LawError
+from scaling.laws.forms import FORMS, SINGLE_INPUT_FORMS, Bounds, Form
+from scaling.laws.law import Law
+from scaling.laws.optimize import minimize_batch
+
+LOSSES = ("huber", "squared")
+SPACES = ("log", "linear")
+
+
+@dataclass(frozen=True)
+class Table:
+    """Validated inputs: float64 x columns, y, and the group (distinct x point) of each row."""
+
+    x_names: list[str]
+    y_name: str
+    xs: list[np.ndarray]
+    y: np.ndarray
+    group: np.ndarray  # row -> index of its distinct x point
+    size: np.ndarray  # per row: x for one input, the product of inputs otherwise (compute ~ N*D)
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    @property
+    def n_distinct(self) -> int:
+        return int(self.group.max()) + 1
+
+    def subset(self, rows: np.ndarray) -> Table:
+        xs = [c[rows] for c in self.xs]
+        _, group = np.unique(np.stack(xs, axis=1), axis=0, return_inverse=True)
+        return Table(self.x_names, self.y_name, xs, self.y[rows], group.ravel(), self.size[rows])
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for name, col in zip([*self.x_names, self.y_name], [*self.xs, self.y]):
+            h.update(name.encode() + b"\0" + np.ascontiguousarray(col, dtype="<f8").tobytes())
+        return "sha256:" + h.hexdigest()
+
+
+def _column(data: Any, name: str) -> np.ndarray:
+    columns = list(data.columns) if hasattr(data, "columns") else list(data.keys())
+    if name not in columns:
+        raise LawError(f"column {name!r} is not in the data; columns are {columns}")
+    try:
+        col = np.asarray(data[name], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise LawError(f"column {name!r} is not numeric") from None
+    if col.ndim != 1:
+        raise LawError(f"column {name!r} must be one-dimensional, got shape {col.shape}")
+    bad = np.flatnonzero(~np.isfinite(col))
+    if bad.size:
+        raise LawError(f"column {name!r} has {bad.size} NaN or infinite value(s), first at row(s) {bad[:5].tolist()}")
+    return col
+
+
+def as_table(data: Any, x: str | Sequence[str], y: str) -> Table:
+    """Validate ``data`` (DataFrame or mapping of arrays) and pull out float64 columns."""
+    if not (hasattr(data, "columns") or isinstance(data, Mapping)):
+        raise LawError(f"data must be a pandas DataFrame or a mapping of arrays, got {type(data).__name__}")
+    x_names = [x] if isinstance(x, str) else list(x)
+    if not x_names:
+        raise LawError("x names no column")
+    xs = [_column(data, n) for n in x_names]
+    yv = _column(data, y)
+    lengths = {len(c) for c in [*xs, yv]}
+    if len(lengths) != 1:
+        raise LawError(f"columns {[*x_names, y]} have different lengths {sorted(lengths)}")
+    if len(yv) == 0:
+        raise LawError("the data has no rows")
+    _, group = np.unique(np.stack(xs, axis=1), axis=0, return_inverse=True)
+    size = np.prod(np.stack(xs, axis=1), axis=1)
+    return Table(x_names, y, xs, yv, group.ravel(), size)
+
+
+def _check(table: Table, form: Form, space: str) -> None:
+    """Reject data that the form cannot be fitted to, naming the column and the problem."""
+    if len(table.xs) != form.inputs:
+        raise LawError(f"form {form.name!r} takes {form.inputs} x column(s), got {table.x_names}")
+    for name, col in zip(table.x_names, table.xs):
+        bad = np.flatnonzero(col <= 0)
+        if bad.size:
+            raise LawError(
+                f"column {name!r} must be > 0 for form {form.name!r} (it uses log x); "
+                f"found {col[bad[0]]:g} at row {bad[0]}"
+            )
+    if np.ptp(table.y) == 0:
+        raise LawError(f"column {table.y_name!r} is constant ({table.y[0]:g}): there is no trend to fit")
+    if space == "log" and np.any(table.y <= 0):
+        i = int(np.flatnonzero(table.y <= 0)[0])
+        raise LawError(
+            f"column {table.y_name!r} must be > 0 to fit {form.name!r} in log space; found {table.y[i]:g} "
+            f"at row {i} (use space='linear')"
+        )
+    if form.name == "exp_power" and np.any(table.y > 1):
+        raise LawError(f"form 'exp_power' models a probability: column {table.y_name!r} must be in (0, 1]")
+    if table.n_distinct < len(form.params):
+        raise LawError(
+            f"form {form.name!r} has {len(form.params)} parameters but the data has only "
+            f"{table.n_distinct} distinct x point(s)"
+        )
+
+
+def _rho(r, delta, loss):
+    if loss == "squared":
+        return 0.5 * r * r
+    a = jnp.abs(r)
+    return jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+@functools.partial(jax.jit, static_argnames=("form_name", "space", "loss"))
+def _minimize(u0_SxP, w_SxN, xs, y, bounds, delta, maxiter, *, form_name, space, loss):
+    form = FORMS[form_name]
+
+    def objective(u, w, xs, y, bounds, delta):
+        y_hat = form.predict(form.natural(u, bounds, jnp), xs, jnp)
+        r = jnp.log(y) - jnp.log(y_hat) if space == "log" else y - y_hat
+        return jnp.sum(w * _rho(r, delta, loss))
+
+    return minimize_batch(objective, u0_SxP, per_start=(w_SxN,), shared=(xs, y, bounds, delta), maxiter=maxiter)
+
+
+def _grid(form: Form, starts: Any, table: Table, bounds: Bounds) -> np.ndarray:
+    if starts is None:
+        return form.starts(table.xs, table.y, bounds)
+    if isinstance(starts, Mapping):
+        unknown = set(starts) - set(form.params)
+        missing = [p for p in form.params if p not in starts]
+        if unknown or missing:
+            raise LawError(
+                f"starts for {form.name!r} must give values for {list(form.params)}; "
+                f"missing {missing}, unknown {sorted(unknown)}"
+            )
+        axes = [np.atleast_1d(np.asarray(starts[p], dtype=np.float64)) for p in form.params]
+        return np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
+    grid = np.asarray(starts, dtype=np.float64)
+    if grid.ndim != 2 or grid.shape[1] != len(form.params):
+        raise LawError(f"starts must be a mapping or an array of shape (S, {len(form.params)}), got {grid.shape}")
+    return grid
+
+
+def _run(form, space, loss, u0, w, table, bounds, delta, maxiter, x64=True):
+    dt = jnp.float64 if x64 else jnp.float32
+    with jax.enable_x64(x64):
+        res = _minimize(
+            jnp.asarray(u0, dt),
+            jnp.asarray(w, dt),
+            tuple(jnp.asarray(c, dt) for c in table.xs),
+            jnp.asarray(table.y, dt),
+            jnp.asarray(bounds.array(), dt),
+            jnp.asarray(delta, dt),
+            jnp.int32(maxiter),
+            form_name=form.name,
+            space=space,
+            loss=loss,
+        )
+        return tuple(np.asarray(a) for a in res)
+
+
+def _multistart(form, space, loss, u0, table, bounds, delta, maxiter, refine, screen_iters):
+    """Screen every start for ``screen_iters`` iterations, then run the best ``refine`` to convergence.
+
+    The screen only ranks starts, so it runs in float32 (XLA's float64 exp/log on CPU are ~10x
+    slower); the refinement, and everything reported, is float64.
+    """
+    ones = np.ones((len(u0), table.n))
+    screened = len(u0) > refine > 0
+    if screened:
+        _, f, _, _ = _run(form, space, loss, u0, ones, table, bounds, delta, screen_iters, x64=False)
+        order = np.argsort(np.where(np.isfinite(f), f, np.inf), kind="stable")
+        u0 = u0[order[:refine]]
+        ones = ones[: len(u0)]
+    x, f, iters, converged = _run(form, space, loss, u0, ones, table, bounds, delta, maxiter)
+    if not np.any(np.isfinite(f)):
+        raise LawError(f"no start gave a finite objective for form {form.name!r}; check the data's scale")
+    best = int(np.nanargmin(np.where(np.isfinite(f), f, np.nan)))
+    info = {
+        "objective": float(f[best]),
+        "starts": int(len(ones) if not screened else len(order)),
+        "refined": len(u0) if screened else None,
+        "iterations": int(iters[best]),
+        "converged": bool(converged[best]),
+    }
+    return x[best], info
+
+
+def bootstrap_weights(table: Table, n: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """Resample counts, shape (n, rows). With repeated x points (seeds), rows are resampled
+    within each point, keeping every point; otherwise points are resampled with replacement."""
+    sizes = np.bincount(table.group)
+    if sizes.max() == 1:
+        return rng.multinomial(table.n, np.full(table.n, 1.0 / table.n), size=n).astype(np.float64), "points"
+    w = np.zeros((n, table.n))
+    for g, m in enumerate(sizes):
+        rows = np.flatnonzero(table.group == g)
+        w[:, rows] = rng.multinomial(m, np.full(m, 1.0 / m), size=n)
+    return w, "within_points"
+
+
+def _natural(form: Form, u: np.ndarray, bounds: Bounds) -> np.ndarray:
+    return np.stack(np.broadcast_arrays(*form.natural(u, bounds.array(), np)), axis=-1)
+
+
+def _r2(form: Form, theta: np.ndarray, table: Table) -> float:
+    y_hat = form.predict(tuple(theta), table.xs, np)
+    ss_res = float(np.sum((table.y - y_hat) ** 2))
+    ss_tot = float(np.sum((table.y - table.y.mean()) ** 2))
+    return 1.0 - ss_res / ss_tot
+
+
+def _positive_int(name: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise LawError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def fit(
+    data: Any,
+    x: str | Sequence[str],
+    y: str,
+    form: str = "auto",
+    *,
+    loss: str = "huber",
+    delta: float = 1e-3,
+    space: str | None = None,
+    starts: Any = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    level: float = 0.95,
+    holdout: int = 0,
+    ceiling: float | None = None,
+    maxiter: int = 2000,
+    refine: int = 32,
+    screen_iters: int = 50,
+) -> Law:
+    """Fit ``form`` (a name in ``FORMS`` or ``"auto"``) to columns ``x`` -> ``y`` of ``data``.
+
+    loss/delta: Huber(delta) or squared residuals, summed over points; space: residuals in
+    "log" or "linear" y (default per form: log, linear for sigmoid_log and log_linear).
+    starts: None (the form's grid), a mapping param -> values (their product), or an (S, P)
+    array of natural parameters. Every start is screened for ``screen_iters`` iterations and
+    the best ``refine`` run to convergence (``refine=0`` runs all to convergence).
+    bootstrap=B > 0 refits B resamples (seeded by ``seed``) for ``law.ci`` at ``level`` and
+    ``law.interval``. holdout=k > 0 also records the extrapolation check on the k largest points.
+    ceiling: upper limit of a sigmoid's asymptote (default 1 for y in [0, 1], else none).
+    """
+    table = as_table(data, x, y)
+    if form == "auto":
+        return _fit_auto(
+            data,
+            x,
+            y,
+            holdout=holdout,
+            loss=loss,
+            delta=delta,
+            bootstrap=bootstrap,
+            seed=seed,
+            level=level,
+            ceiling=ceiling,
+            maxiter=maxiter,
+            refine=refine,
+            screen_iters=screen_iters,
+        )
+    if form not in FORMS:
+        raise LawError(f"unknown form {form!r}; choose one of {sorted(FORMS)} or 'auto'")
+    spec = FORMS[form]
+    space = space or spec.space
+    if space not in SPACES:
+        raise LawError(f"space must be one of {SPACES}, got {space!r}")
+    if loss not in LOSSES:
+        raise LawError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if not (isinstance(delta, (int, float)) and delta > 0 and math.isfinite(delta)):
+        raise LawError(f"delta must be a positive number, got {delta!r}")
+    if not 0 < level < 1:
+        raise LawError(f"level must be in (0, 1), got {level!r}")
+    bootstrap = _positive_int("bootstrap", bootstrap)
+    holdout = _positive_int("holdout", holdout)
+    maxiter = _positive_int("maxiter", maxiter, 1)
+    _check(table, spec, space)
+    t0 = time.perf_counter()
+
+    bounds = Bounds.from_y(table.y, ceiling)
+    grid = _grid(spec, starts, table, bounds)
+    u0 = spec.internal(grid, bounds)
+    u0 = u0[np.all(np.isfinite(u0), axis=1)]
+    if len(u0) == 0:
+        raise LawError(f"no valid start for form {form!r}")
+    u_best, info = _multistart(spec, space, loss, u0, table, bounds, delta, maxiter, refine, screen_iters)
+    with np.errstate(over="ignore"):
+        theta = _natural(spec, u_best, bounds)
+    if not np.all(np.isfinite(theta)):
+        bad = [f"{n}={v:g}" for n, v in zip(spec.params, theta) if not np.isfinite(v)]
+        raise LawError(f"fit of {form!r} diverged ({', '.join(bad)}): the form does not describe this data")
+    params = {name: float(v) for name, v in zip(spec.params, theta)}
+
+    options = {
+        "loss": loss,
+        "delta": delta,
+        "space": space,
+        "maxiter": maxiter,
+        "refine": refine,
+        "screen_iters": screen_iters,
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "ceiling": ceiling,
+    }
+    ci, samples = {}, None
+    if bootstrap:
+        w, how = bootstrap_weights(table, bootstrap, np.random.default_rng(seed))
+        u_b, f_b, _, conv_b = _run(spec, space, loss, np.tile(u_best, (bootstrap, 1)), w, table, bounds, delta, maxiter)
+        with np.errstate(over="ignore"):
+            samples = _natural(spec, u_b, bounds)
+        ok = np.isfinite(f_b) & np.all(np.isfinite(samples), axis=1)
+        if not ok.any():
+            raise LawError(f"every bootstrap refit of {form!r} failed: the form does not describe this data")
+        samples = samples[ok]
+        lo, hi = np.percentile(samples, [50 * (1 - level), 50 * (1 + level)], axis=0)
+        ci = {name: (float(a), float(b)) for name, a, b in zip(spec.params, lo, hi)}
+        options["bootstrap_resampling"] = how
+        info["bootstrap_failed"] = int((~ok).sum())
+        info["bootstrap_unconverged"] = int((ok & ~conv_b).sum())
+    info["seconds"] = time.perf_counter() - t0
+
+    law = Law(
+        form=form,
+        x=table.x_names,
+        y=y,
+        params=params,
+        bounds=bounds,
+        options=options,
+        r2=_r2(spec, theta, table),
+        n_points=table.n,
+        fingerprint=table.fingerprint(),
+        ci=ci,
+        level=level,
+        samples=samples,
+        fit_info=info,
+    )
+    if holdout:
+        law.holdout = _holdout(
+            table,
+            spec.name,
+            holdout,
+            space=space,
+            loss=loss,
+            delta=delta,
+            starts=starts,
+            ceiling=ceiling,
+            maxiter=maxiter,
+            refine=refine,
+            screen_iters=screen_iters,
+        ).summary()
+    return law
+
+
+@dataclass
+class Holdout:
+    """Extrapolation check: a law fitted without the ``n_holdout`` largest x points, scored on them.
+
+    Errors compare the prediction with the mean y over the rows (seeds) of each held-out point.
+    """
+
+    law: Law
+    n_holdout: int
+    x: list[list[float]]  # held-out points, one list of inputs each, smallest first
+    y: np.ndarray  # observed mean y per held-out point
+    y_pred: np.ndarray
+
+    @property
+    def abs_error(self) -> np.ndarray:
+        return np.abs(self.y - self.y_pred)
+
+    @property
+    def mean_abs_error(self) -> float:
+        return float(np.mean(self.abs_error))
+
+    @property
+    def max_abs_error(self) -> float:
+        return float(np.max(self.abs_error))
+
+    @property
+    def mean_rel_error(self) -> float:
+        return float(np.mean(self.abs_error / np.abs(self.y)))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n_holdout": self.n_holdout,
+            "mean_abs_error": self.mean_abs_error,
+            "max_abs_error": self.max_abs_error,
+            "mean_rel_error": self.mean_rel_error,
+            "points": [
+                {"x": xv, "y": float(yo), "y_pred": float(yp)} for xv, yo, yp in zip(self.x, self.y, self.y_pred)
+            ],
+        }
+
+
+def _holdout(table: Table, form: str, n_holdout: int, **options) -> Holdout:
+    # Order distinct points by size (x, or the product of inputs, ~ compute for chinchilla).
+    size = np.zeros(table.n_distinct)
+    size[table.group] = table.size
+    if n_holdout < 1:
+        raise LawError(f"n_holdout must be >= 1, got {n_holdout}")
+    n_keep = table.n_distinct - n_holdout
+    if n_keep < len(FORMS[form].params):
+        raise LawError(
+            f"holding out {n_holdout} of {table.n_distinct} distinct points leaves {max(n_keep, 0)}, "
+            f"fewer than the {len(FORMS[form].params)} parameters of {form!r}"
+        )
+    held = np.argsort(size, kind="stable")[n_keep:]
+    is_held = np.isin(table.group, held)
+    fit_rows = np.flatnonzero(~is_held)
+    sub = table.subset(fit_rows)
+    law = fit(
+        {n: c for n, c in zip([*sub.x_names, sub.y_name], [*sub.xs, sub.y])}, sub.x_names, sub.y_name, form, **options
+    )
+    xs_held, y_held = [], []
+    for g in held:
+        rows = table.group == g
+        xs_held.append([float(c[rows][0]) for c in table.xs])
+        y_held.append(float(np.mean(table.y[rows])))
+    y_pred = np.asarray(law.predict(np.asarray(xs_held) if len(table.xs) > 1 else np.asarray(xs_held)[:, 0]))
+    return Holdout(law=law, n_holdout=n_holdout, x=xs_held, y=np.asarray(y_held), y_pred=np.atleast_1d(y_pred))
+
+
+def holdout(data: Any, x: str | Sequence[str], y: str, form: str, n_holdout: int = 1, **options) -> Holdout:
+    """Fit ``form`` on all but the ``n_holdout`` largest x points (largest N*D for chinchilla)
+    and report the error of its predictions on them: how a law is judged (not by R^2)."""
+    if form not in FORMS:
+        raise LawError(f"unknown form {form!r}; choose one of {sorted(FORMS)}")
+    n_holdout = _positive_int("n_holdout", n_holdout, 1)
+    return _holdout(as_table(data, x, y), form, n_holdout, **options)
+
+
+def _fit_auto(data, x, y, *, holdout: int, **options) -> Law:
+    """Choose among the single-input forms by held-out extrapolation error."""
+    table = as_table(data, x, y)
+    if len(table.xs) != 1:
+        raise LawError(f"form 'auto' chooses among single-input forms; got x = {table.x_names}")
+    k = holdout or max(1, round(0.2 * table.n_distinct))
+    errors: dict[str, float] = {}
+    reasons: dict[str, str] = {}
+    fit_options = {key: v for key, v in options.items() if key not in ("bootstrap", "seed", "level")}
+    for name in SINGLE_INPUT_FORMS:
+        try:
+            errors[name] = _holdout(table, name, k, **fit_options).mean_abs_error
+        except LawError as e:
+            reasons[name] = str(e)
+    if not errors:
+        raise LawError("no form could be fitted: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
+    best = min(errors, key=errors.get)
+    law = fit(data, x, y, best, holdout=k, **options)
+    law.options["auto"] = {"holdout": k, "errors": errors, "skipped": reasons}
+    return law

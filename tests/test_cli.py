@@ -1,0 +1,131 @@
+"""The `scaling` command end to end, in a subprocess as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import SHARED_DATA
+
+
+def scaling(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "scaling", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tables")
+    x = np.logspace(2, 6, 16)
+    y = (0.1 + 5.0 * x**-0.4) * np.exp(np.random.default_rng(0).normal(0, 0.01, x.size))
+    df = pd.DataFrame({"params": x, "error": y, "note": "run"})
+    df.to_csv(d / "t.csv", index=False)
+    df.to_parquet(d / "t.parquet")
+    df.to_json(d / "t.jsonl", orient="records", lines=True)
+    return d
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet", "jsonl"])
+def test_fit_reads_every_table_format(tables, suffix):
+    r = scaling("fit", tables / f"t.{suffix}", "--x", "params", "--y", "error", "--form", "saturating_power")
+    assert r.returncode == 0, r.stderr
+    assert "saturating_power: error = " in r.stdout and "R^2 = 0.99" in r.stdout
+
+
+def test_fit_saves_a_law_that_law_commands_reuse(tables, tmp_path):
+    out = tmp_path / "law.json"
+    r = scaling(
+        "fit",
+        tables / "t.csv",
+        "--x",
+        "params",
+        "--y",
+        "error",
+        "--form",
+        "saturating_power",
+        "--bootstrap",
+        "100",
+        "--holdout",
+        "3",
+        "--out",
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "95% CI" in r.stdout and "held-out error" in r.stdout and out.exists()
+    law = json.loads(out.read_text())
+
+    r = scaling("law", "show", out)
+    assert r.returncode == 0 and law["formula"] in r.stdout and law["data_fingerprint"] in r.stdout
+    r = scaling("law", "predict", out, "1e4", "1e8")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    predicted = float(lines[0].split("=")[1].split()[0])
+    p = law["params"]
+    assert predicted == pytest.approx(p["E"] + p["A"] * 1e4 ** -p["alpha"], rel=1e-5)
+    r = scaling("law", "solve", out, "0.2")
+    assert r.returncode == 0 and "params for error = 0.2:" in r.stdout
+
+    r = scaling("law", "solve", out, "0.01")
+    assert r.returncode == 2 and "out of reach" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_auto_form_reports_the_choice(tables):
+    r = scaling("fit", tables / "t.csv", "--x", "params", "--y", "error")
+    assert r.returncode == 0, r.stderr
+    assert "auto: held-out error by form" in r.stdout
+
+
+def test_chinchilla_main_job_command():
+    r = scaling(
+        "fit",
+        SHARED_DATA / "chinchilla_fig4_points.csv",
+        "--assign",
+        "N = `Model Size`",
+        "--assign",
+        "D = `Training FLOP` / (6 * N)",
+        "--where",
+        'loss.rank(ascending=False, method="first") > 5',
+        "--x",
+        "N,D",
+        "--y",
+        "loss",
+        "--form",
+        "chinchilla",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "on 240 points" in r.stdout and "loss = 1.817" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fit", "missing.csv", "--x", "a", "--y", "b"], "missing.csv: no such file"),
+        (["fit", "{t}/t.csv", "--x", "size", "--y", "error"], "column 'size' is not in the data"),
+        (["fit", "{t}/t.csv", "--x", "params", "--y", "error", "--form", "cubic"], "unknown form 'cubic'"),
+        (["fit", "{t}/t.csv", "--x", "note", "--y", "error"], "column 'note' is not numeric"),
+        (["fit", "{t}/t.txt", "--x", "params", "--y", "error"], "unsupported table format '.txt'"),
+        (["fit", "{t}/t.csv", "--x", "params", "--y", "error", "--assign", "oops"], "expected NAME = EXPRESSION"),
+        (["law", "show", "{t}/t.csv"], "not a JSON law file"),
+        (["bench", "--sections", "nope"], "unknown bench section"),
+    ],
+)
+def test_bad_input_exits_nonzero_without_traceback(tables, args, message):
+    (tables / "t.txt").write_text("x")
+    r = scaling(*[a.format(t=tables) for a in args])
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_prints_the_fit_figures_as_json():
+    r = scaling("bench", "--json", "--sections", "fit")
+    assert r.returncode == 0, r.stderr
+    fit = json.loads(r.stdout)["fit"]
+    for key in ("chinchilla_grid_s", "scipy_loop_s_per_start", "bootstrap_1000_s", "speedup_per_start"):
+        assert fit[key] > 0
+    assert fit["chinchilla_starts"] == 4500
+    # Both optimisers found the same optimum, so the timing compares like with like.
+    assert fit["chinchilla_objective"] == pytest.approx(fit["scipy_best_objective"], rel=1e-6)
