@@ -1,0 +1,19 @@
+"""Procedurally generated, exactly verifiable reasoning tasks on one character-level tokenizer."""
+
+from scaling.errors import ScalingError
+from scaling.tasks.arithmetic import Addition, RunningSum
+from scaling.tasks.base import Examples, Task, generate, verify
+from scaling.tasks.symbolic import Cipher, VariableChain
+from scaling.tasks.tokenizer import VOCAB_SIZE, decode, encode
+
+TASKS: dict[str, Task] = {t.name: t for t in (RunningSum(), Addition(), VariableChain(), Cipher(1), Cipher(3))}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ScalingError(f"unknown task {name!r}; choose one of {sorted(TASKS)}") from None
+
+
+__all__ = ["TASKS", "VOCAB_SIZE", "Examples", "Task", "decode", "encode", "generate", "get_task", "verify"]

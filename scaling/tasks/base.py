@@ -1,0 +1,179 @@
+"""Task interface, batch assembly, held-out splits, truncated traces and the exact verifier.
+
+A task produces, for a difficulty ``d``, three fixed-width token blocks per example: the prompt
+(ending in '?'), the chain-of-thought trace and the answer. ``generate`` assembles
+
+    <bos> prompt trace <eot> answer <eos> <pad>...
+
+and, for a fraction ``cut_frac`` of rows, cuts the trace at a random point before <eot>, so
+that a model trained on it can answer after any thinking budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scaling.tasks.tokenizer import BOS, EOS, EOT, PAD, encode
+
+HELD_OUT_MODULUS = 8  # a prompt whose hash is 0 mod 8 belongs to the held-out evaluation split
+
+
+@dataclass(frozen=True)
+class Blocks:
+    prompt: np.ndarray  # (n, P) int32
+    trace: np.ndarray  # (n, R)
+    answer: np.ndarray  # (n, A)
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Padded token sequences and what is needed to train on them and to verify answers."""
+
+    tokens: np.ndarray  # (n, T) int32
+    prompt_len: np.ndarray  # (n,) position where generation starts (after '?')
+    answer: np.ndarray  # (n, A_max) answer tokens, PAD-padded
+    answer_len: np.ndarray  # (n,)
+    difficulty: np.ndarray  # (n,)
+
+    @property
+    def loss_mask(self) -> np.ndarray:
+        """(n, T-1) float32: 1 where the next token is part of trace, <eot>, answer or <eos>."""
+        t = np.arange(1, self.tokens.shape[1])[None, :]
+        return ((t >= self.prompt_len[:, None]) & (self.tokens[:, 1:] != PAD)).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+class Task:
+    """A procedurally generated, exactly verifiable reasoning task with a difficulty knob."""
+
+    name: str
+    min_difficulty: int = 1
+
+    def blocks(self, d: int, n: int, rng: np.random.Generator) -> Blocks:
+        raise NotImplementedError
+
+    def widths(self, d: int) -> tuple[int, int, int]:
+        """(P, R, A): prompt, trace and answer widths at difficulty d (fixed for a given d)."""
+        b = self.blocks(d, 1, np.random.default_rng(0))
+        return b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
+
+    def seq_len(self, difficulties) -> int:
+        """Tokens needed for the longest example over ``difficulties`` (bos, eot, eos included)."""
+        return max(sum(self.widths(int(d))) + 3 for d in difficulties)
+
+
+def digits(values: np.ndarray, width: int) -> np.ndarray:
+    """(..., width) digit ids of non-negative ints, most significant first, zero-padded."""
+    from scaling.tasks.tokenizer import DIGITS
+
+    powers = 10 ** np.arange(width - 1, -1, -1)
+    return DIGITS[(values[..., None] // powers) % 10]
+
+
+def const(text: str, n: int) -> np.ndarray:
+    """A constant block: the ids of ``text`` repeated for n rows."""
+    return np.broadcast_to(encode(text), (n, len(text)))
+
+
+def prompt_hash(prompt: np.ndarray) -> np.ndarray:
+    """A 64-bit hash per row (FNV-style multiply plus a splitmix finaliser), stable across runs."""
+    h = np.full(prompt.shape[0], 0xCBF29CE484222325, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(prompt.shape[1]):
+            h = (h ^ prompt[:, j].astype(np.uint64)) * np.uint64(0x100000001B3)
+        h ^= h >> np.uint64(31)
+        h *= np.uint64(0x7FB5D329728EA185)
+        h ^= h >> np.uint64(27)
+    return h
+
+
+def _blocks_for_split(task: Task, d: int, n: int, split: str, rng: np.random.Generator) -> Blocks:
+    """n examples at difficulty d whose prompts fall in ``split`` ('train', 'eval' or 'any')."""
+    if split == "any":
+        return task.blocks(d, n, rng)
+    want_eval = split == "eval"
+    parts, have = [], 0
+    for _ in range(1000):
+        b = task.blocks(d, max(2 * n, 64) * (HELD_OUT_MODULUS if want_eval else 1), rng)
+        keep = (prompt_hash(b.prompt) % np.uint64(HELD_OUT_MODULUS) == 0) == want_eval
+        if keep.any():
+            parts.append(Blocks(b.prompt[keep], b.trace[keep], b.answer[keep]))
+            have += int(keep.sum())
+        if have >= n:
+            break
+    else:
+        raise ValueError(f"task {task.name!r} at difficulty {d} has too few distinct prompts for a {split} split")
+    cat = [np.concatenate([getattr(p, f) for p in parts])[:n] for f in ("prompt", "trace", "answer")]
+    return Blocks(*cat)
+
+
+def generate(
+    task: Task,
+    difficulty: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    split: str = "train",
+    cut_frac: float = 0.0,
+    seq_len: int | None = None,
+) -> Examples:
+    """Examples with the given per-row difficulties, from the ``split`` of prompt space."""
+    difficulty = np.asarray(difficulty, dtype=np.int32)
+    n = len(difficulty)
+    T = seq_len or task.seq_len(np.unique(difficulty))
+    A_max = max(task.widths(int(d))[2] for d in np.unique(difficulty))
+    tokens = np.full((n, T), PAD, dtype=np.int32)
+    answer = np.full((n, A_max), PAD, dtype=np.int32)
+    prompt_len = np.zeros(n, dtype=np.int32)
+    answer_len = np.zeros(n, dtype=np.int32)
+    for d in np.unique(difficulty):
+        rows = np.flatnonzero(difficulty == d)
+        b = _blocks_for_split(task, int(d), len(rows), split, rng)
+        P, R, A = b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
+        if P + R + A + 3 > T:
+            raise ValueError(f"task {task.name!r} at difficulty {d} needs {P + R + A + 3} tokens, seq_len is {T}")
+        m = len(rows)
+        full = np.concatenate(
+            [np.full((m, 1), BOS), b.prompt, b.trace, np.full((m, 1), EOT), b.answer, np.full((m, 1), EOS)], axis=1
+        )
+        # Cut the trace of some rows after k of its R tokens (k < R): skip the rest of it.
+        k = np.full(m, R)
+        if cut_frac > 0 and R > 0:
+            cut = rng.random(m) < cut_frac
+            k = np.where(cut, rng.integers(0, R, m), R)
+        start = 1 + P  # first trace position
+        length = full.shape[1] - (R - k)
+        pos = np.arange(full.shape[1])[None, :]
+        src = np.where(pos < start + k[:, None], pos, pos + (R - k)[:, None])
+        row = np.take_along_axis(full, np.minimum(src, full.shape[1] - 1), axis=1)
+        row = np.where(pos < length[:, None], row, PAD)
+        tokens[rows, : full.shape[1]] = row
+        answer[rows, :A] = b.answer
+        prompt_len[rows] = start
+        answer_len[rows] = A
+    return Examples(tokens, prompt_len, answer, answer_len, difficulty)
+
+
+def verify(generated: np.ndarray, answer: np.ndarray, answer_len: np.ndarray) -> np.ndarray:
+    """Exact 0/1 reward per row: the tokens after the first <eot> must be the answer then <eos>.
+
+    ``generated`` holds what the model wrote after the prompt (any ids, any length); rows without
+    an <eot>, or with anything else after it, score 0. Never raises on garbage.
+    """
+    generated = np.asarray(generated)
+    n, G = generated.shape
+    A = answer.shape[1]
+    is_eot = generated == EOT
+    has_eot = is_eot.any(axis=1)
+    first = np.where(has_eot, is_eot.argmax(axis=1), G)
+    want = np.concatenate([answer, np.full((n, 1), PAD, dtype=answer.dtype)], axis=1)
+    want[np.arange(n), answer_len] = EOS
+    idx = first[:, None] + 1 + np.arange(A + 1)[None, :]
+    got = np.take_along_axis(generated, np.minimum(idx, G - 1), axis=1)
+    got = np.where(idx < G, got, -1)  # running off the end never matches
+    used = np.arange(A + 1)[None, :] <= answer_len[:, None]
+    ok = np.all((got == want) | ~used, axis=1)
+    return (has_eot & ok).astype(np.float32)
