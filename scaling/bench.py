@@ -104,7 +104,83 @@ def bench_fit(n_scipy_starts: int = 24) -> dict[str, float]:
     }
 
 
-SECTIONS: dict[str, Callable[[], dict]] = {"fit": bench_fit}
+def dense_matmul_flops(n: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a float32 n x n matmul through XLA on this machine (best of ``repeats``)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    best = min(_timed(lambda: f(a).block_until_ready())[0] for _ in range(repeats))
+    return 2.0 * n**3 / best
+
+
+def _train_step_seconds(name: str, n_seeds: int, steps: int = 20, batch: int = 64) -> tuple[float, int, object]:
+    """Seconds per training step of preset ``name`` for ``n_seeds`` seeds in one program."""
+    import jax
+
+    from scaling.config import TrainConfig
+    from scaling.model import get_preset
+    from scaling.tasks import get_task
+    from scaling.train import chunk_batches, hyperparams, init_state, train_chunk
+
+    task = get_task("add")
+    tc = TrainConfig(steps=steps, chunk_steps=steps, batch_size=batch, difficulties=(1, 6))
+    seq_len = task.seq_len(range(1, 7))
+    cfg = get_preset(name, max_len=seq_len)
+    hp = hyperparams(tc, cfg, steps, n_seeds)
+    state = init_state(cfg, list(range(n_seeds)), hp)
+    data = [chunk_batches(task, tc, s, 0, steps, seq_len) for s in range(n_seeds)]
+    tokens, mask = np.stack([d[0] for d in data]), np.stack([d[1] for d in data])
+    state, m = train_chunk(cfg, state, tokens, mask, hp)  # compile
+    jax.block_until_ready(m)
+    best = np.inf
+    for _ in range(2):
+        t = time.perf_counter()
+        state, m = train_chunk(cfg, state, tokens, mask, hp)
+        jax.block_until_ready(m)
+        best = min(best, (time.perf_counter() - t) / steps)
+    return best, seq_len, cfg
+
+
+def bench_train() -> dict:
+    """Training throughput of the CPU presets against a dense matmul timed in the same run."""
+    from scaling.model import CPU_PRESETS, flops_per_token, param_counts
+
+    matmul = dense_matmul_flops()
+    out: dict = {"dense_matmul_gflops": matmul / 1e9, "batch": 64}
+    for name in CPU_PRESETS:
+        step_s, seq_len, cfg = _train_step_seconds(name, 1)
+        tokens = 64 * (seq_len - 1)
+        model_flops = flops_per_token(cfg, seq_len - 1)["train"] * tokens / step_s
+        out[name] = {
+            "params": param_counts(cfg)["total"],
+            "step_ms": step_s * 1e3,
+            "tokens_per_s": tokens / step_s,
+            "model_gflops": model_flops / 1e9,
+            "fraction_of_matmul": model_flops / matmul,
+        }
+    one, _, _ = _train_step_seconds(CPU_PRESETS[0], 1)
+    eight, _, _ = _train_step_seconds(CPU_PRESETS[0], 8)
+    out["vmap_seeds_cost"] = eight / one
+    return out
+
+
+def bench_tasks(n: int = 100_000) -> dict:
+    """Examples generated per second by each task (difficulty 4, 30% cut traces, train split)."""
+    from scaling.tasks import TASKS, generate
+
+    out = {}
+    for name, task in TASKS.items():
+        d = np.full(n, 4)
+        generate(task, d[:1000], np.random.default_rng(0), cut_frac=0.3)
+        seconds, _ = _timed(lambda task=task, d=d: generate(task, d, np.random.default_rng(1), cut_frac=0.3))
+        out[f"{name}_examples_per_s"] = n / seconds
+    return out
+
+
+SECTIONS: dict[str, Callable[[], dict]] = {"fit": bench_fit, "tasks": bench_tasks, "train": bench_train}
 
 
 def run_bench(sections: list[str] | None = None) -> dict[str, dict]:

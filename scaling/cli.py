@@ -93,6 +93,13 @@ def cmd_law(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from scaling.run import main as run_main
+
+    run_main(args.config, args.out)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from scaling.bench import run_bench
 
@@ -136,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     law.add_argument("values", nargs="*", help="x values (N,D pairs for chinchilla) or target y values")
     law.add_argument("--level", type=float, default=0.95)
     law.set_defaults(func=cmd_law)
+
+    r = sub.add_parser("run", help="train and evaluate the models of a run config (YAML)")
+    r.add_argument("config")
+    r.add_argument("--out", help="output directory (default runs/<config name>)")
+    r.set_defaults(func=cmd_run)
 
     b = sub.add_parser("bench", help="measure speed and print figures")
     b.add_argument("--json", action="store_true", help="print one JSON object")

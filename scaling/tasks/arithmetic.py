@@ -1,4 +1,11 @@
-"""Arithmetic tasks: running sums modulo 97 and multi-digit addition with a carry scratchpad."""
+"""Arithmetic tasks: running sums modulo 97 and multi-digit addition with a carry scratchpad.
+
+Inputs sit in a fixed field of ``width`` slots (unused slots blank), and each trace step is as
+wide as an input slot, so step i always reads slot i at the same distance back, whatever the
+difficulty. With rotary (relative) positions that is one attention pattern to learn; with
+inputs whose position depends on the difficulty, tiny models stay at chance for thousands of
+steps. ``width`` bounds the difficulty (evaluate above the training range, up to ``width``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from scaling.tasks.base import Blocks, Task, const, digits
 from scaling.tasks.tokenizer import encode
 
 MODULUS = 97
-SPACE, C = encode(" ")[0], encode("c")[0]
+SPACE, C, PLUS = encode(" ")[0], encode("c")[0], encode("+")[0]
 
 
 def _interleave(parts: list[np.ndarray], sep: int) -> np.ndarray:
@@ -22,47 +29,62 @@ def _interleave(parts: list[np.ndarray], sep: int) -> np.ndarray:
     return np.concatenate(out, axis=1)
 
 
-class RunningSum(Task):
-    """'s 12 05 77?'  thinks '12 17 94'  answers '94': the sum of d numbers modulo 97.
+def _field(items: list[np.ndarray], width: int) -> np.ndarray:
+    """Items (each (n, w)) in ``width`` slots separated by spaces, unused slots blank."""
+    n, w = items[0].shape
+    if len(items) > width:
+        raise ValueError(f"difficulty {len(items)} exceeds the task's field width {width}")
+    blank = np.full((n, w), SPACE)
+    return _interleave(items + [blank] * (width - len(items)), SPACE)
 
-    Difficulty d = how many numbers. The trace writes every partial sum.
+
+class RunningSum(Task):
+    """'s 12 05 77      ?'  thinks '12 17 94'  answers '94': the sum of d numbers modulo 97.
+
+    Difficulty d = how many numbers (<= width). The trace writes every partial sum.
     """
 
     name = "sum"
 
+    def __init__(self, width: int = 8):
+        self.width = width
 
     def blocks(self, d, n, rng):
         nums = rng.integers(0, MODULUS, (n, d))
         sums = np.cumsum(nums, axis=1) % MODULUS
-        prompt = np.concatenate([const("s", n), *[np.concatenate([const(" ", n), digits(nums[:, i], 2)], 1)
-                                                  for i in range(d)], const("?", n)], axis=1)
+        field = _field([digits(nums[:, i], 2) for i in range(d)], self.width)
+        prompt = np.concatenate([const("s ", n), field, const("?", n)], axis=1)
         trace = _interleave([digits(sums[:, i], 2) for i in range(d)], SPACE)
         return Blocks(prompt.astype(np.int32), trace.astype(np.int32), digits(sums[:, -1], 2).astype(np.int32))
 
 
 class Addition(Task):
-    """'a 123+459?'  thinks '2c1 8c0 5c0' (digit and carry, least significant first)  answers '0582'.
+    """'a 3+9 2+5 1+4         ?'  thinks '2c1 8c0 5c0'  answers '2850': 123 + 459 = 582.
 
-    Difficulty d = digits per operand; the answer has d + 1 digits (leading zero kept).
+    Numbers are written least significant digit first, the operands as aligned digit pairs;
+    each trace step adds one pair and the carry in, and writes the sum digit and the carry out.
+    Difficulty d = digits per operand (<= width); the answer has d + 1 digits, final carry last.
     """
 
     name = "add"
 
+    def __init__(self, width: int = 8):
+        self.width = width
 
     def blocks(self, d, n, rng):
-        a = rng.integers(0, 10, (n, d))
+        a = rng.integers(0, 10, (n, d))  # column i is the digit of 10^i
         b = rng.integers(0, 10, (n, d))
         sum_digits = np.zeros((n, d), dtype=np.int64)
         carries = np.zeros((n, d), dtype=np.int64)
         carry = np.zeros(n, dtype=np.int64)
-        for i in range(d - 1, -1, -1):  # least significant digit is the last column
+        for i in range(d):
             s = a[:, i] + b[:, i] + carry
             sum_digits[:, i], carry = s % 10, s // 10
             carries[:, i] = carry
-        prompt = np.concatenate([const("a ", n), digits(a, 1)[..., 0], const("+", n), digits(b, 1)[..., 0],
-                                 const("?", n)], axis=1)
+        pairs = [np.concatenate([digits(a[:, i], 1), np.full((n, 1), PLUS), digits(b[:, i], 1)], 1) for i in range(d)]
+        prompt = np.concatenate([const("a ", n), _field(pairs, self.width), const("?", n)], axis=1)
         steps = [np.concatenate([digits(sum_digits[:, i], 1), np.full((n, 1), C), digits(carries[:, i], 1)], 1)
-                 for i in range(d - 1, -1, -1)]
+                 for i in range(d)]
         trace = _interleave(steps, SPACE)
-        answer = np.concatenate([digits(carry, 1), digits(sum_digits, 1)[..., 0]], axis=1)
+        answer = np.concatenate([digits(sum_digits, 1)[..., 0], digits(carry, 1)], axis=1)
         return Blocks(prompt.astype(np.int32), trace.astype(np.int32), answer.astype(np.int32))

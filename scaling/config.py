@@ -1,0 +1,171 @@
+"""Run configuration: frozen dataclasses, loaded from YAML and validated before any compute.
+
+Every error names the file, the key path and what was expected, e.g.
+    experiments/x.yaml: train.batch_size: expected an integer >= 1, got -4
+    experiments/x.yaml: train.lr_rate: unknown key (did you mean 'lr'?)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scaling.errors import ScalingError
+
+
+class ConfigError(ScalingError):
+    """A configuration value is missing, unknown, of the wrong type or impossible."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Supervised training on reasoning traces.
+
+    Length: ``steps``, or a compute budget of ``tokens_per_param`` training tokens per model
+    parameter (steps = ceil(tokens_per_param * params / (batch_size * seq_len)), at least
+    ``min_steps``). Learning rate: ``lr``, or the size rule of ``scaling.train.lr_for``.
+    """
+
+    steps: int | None = None
+    tokens_per_param: float | None = None
+    min_steps: int = 200
+    batch_size: int = 64
+    lr: float | None = None
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    difficulties: tuple[int, int] = (1, 6)  # inclusive range trained on
+    curriculum_frac: float = 0.5  # grow the hardest difficulty over this fraction, then mix all
+    cut_frac: float = 0.3  # share of traces cut short before <eot>
+    chunk_steps: int = 100  # steps per compiled scan chunk (metrics and checkpoints per chunk)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    difficulties: tuple[int, int] = (1, 8)  # inclusive; above the training range measures generalisation
+    n_per_difficulty: int = 128
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: str = "sum"
+    models: tuple[str, ...] = ("d48",)
+    seeds: tuple[int, ...] = (0,)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self, where: str = "config") -> RunConfig:
+        from scaling.model import PRESETS
+        from scaling.tasks import TASKS
+
+        def bad(key: str, expected: str, value: Any) -> ConfigError:
+            return ConfigError(f"{where}: {key}: expected {expected}, got {value!r}")
+
+        if self.task not in TASKS:
+            raise bad("task", f"one of {sorted(TASKS)}", self.task)
+        for m in self.models:
+            if m not in PRESETS:
+                raise bad("models", f"preset names from {list(PRESETS)}", m)
+        if not self.models:
+            raise bad("models", "at least one preset", list(self.models))
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise bad("seeds", "a non-empty list of distinct integers", list(self.seeds))
+        t, e = self.train, self.eval
+        if (t.steps is None) == (t.tokens_per_param is None):
+            raise bad("train", "exactly one of steps or tokens_per_param", {"steps": t.steps,
+                                                                             "tokens_per_param": t.tokens_per_param})
+        for key, value, lo in [("train.steps", t.steps, 1), ("train.min_steps", t.min_steps, 1),
+                               ("train.batch_size", t.batch_size, 1), ("train.chunk_steps", t.chunk_steps, 1),
+                               ("eval.n_per_difficulty", e.n_per_difficulty, 1)]:
+            if value is not None and value < lo:
+                raise bad(key, f"an integer >= {lo}", value)
+        for key, value in [("train.tokens_per_param", t.tokens_per_param), ("train.lr", t.lr),
+                           ("train.grad_clip", t.grad_clip)]:
+            if value is not None and not value > 0:
+                raise bad(key, "a positive number", value)
+        for key, value in [("train.warmup_frac", t.warmup_frac), ("train.curriculum_frac", t.curriculum_frac),
+                           ("train.cut_frac", t.cut_frac)]:
+            if not 0 <= value <= 1:
+                raise bad(key, "a fraction in [0, 1]", value)
+        if t.weight_decay < 0:
+            raise bad("train.weight_decay", "a number >= 0", t.weight_decay)
+        task = TASKS[self.task]
+        for key, (lo, hi) in [("train.difficulties", t.difficulties), ("eval.difficulties", e.difficulties)]:
+            if not (task.min_difficulty <= lo <= hi):
+                raise bad(key, f"[lo, hi] with {task.min_difficulty} <= lo <= hi", [lo, hi])
+        return self
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int, float, str, X | None, tuple[...], dataclass)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key, where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key}: expected a mapping of {tp.__name__} settings, got {value!r}")
+        return from_dict(tp, value, where, prefix=f"{key}.")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: {key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]", where) for i, (v, a) in enumerate(zip(value, args)))
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    raise ConfigError(f"{where}: {key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def from_dict(cls, data: dict, where: str = "config", prefix: str = ""):
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys (with a did-you-mean)."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {names}"
+            raise ConfigError(f"{where}: {prefix}{key}: unknown key{hint}")
+        if key in ("models", "seeds") and not isinstance(value, list):
+            value = [value]
+        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}", where)
+    return cls(**kwargs)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    return from_dict(RunConfig, data, str(path)).validate(str(path))

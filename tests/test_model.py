@@ -1,0 +1,106 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from scaling.errors import ScalingError
+from scaling.model import (
+    PRESETS,
+    ModelConfig,
+    Transformer,
+    apply,
+    empty_cache,
+    flops_per_token,
+    get_preset,
+    init_params,
+    param_counts,
+)
+from scaling.sample import greedy, left_pad
+
+TINY = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=32)
+
+
+def tree_size(tree) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_param_counts_match_the_parameter_tree(name):
+    cfg = PRESETS[name]
+    abstract = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0)))  # no memory for big presets
+    params = nnx.state(abstract, nnx.Param)
+    counts = param_counts(cfg)
+    assert tree_size(params) == counts["total"]
+    embedding = int(np.prod(abstract.embed.shape)) + tree_size(nnx.state(abstract.head, nnx.Param))
+    assert counts["total"] - counts["non_embedding"] == embedding
+
+
+def test_ladder_spans_three_decades_with_depth_and_width_growing_together():
+    sizes = [param_counts(c)["non_embedding"] for c in PRESETS.values()]
+    assert sizes == sorted(sizes) and sizes[-1] / sizes[0] > 1e4
+    depths = [c.n_layers for c in PRESETS.values()]
+    assert depths == sorted(depths) and depths[-1] > 10 * depths[0]
+
+
+def test_flops_per_token_follow_the_convention():
+    cfg = get_preset("d64")
+    f = flops_per_token(cfg, seq_len=40)
+    D, L, V = 64, 2, cfg.vocab_size
+    assert f["forward"] == 2 * (L * 12 * D * D + D * V) + 4 * L * 40 * D
+    assert f["train"] == 3 * f["forward"]
+
+
+def test_causality_no_gradient_from_future_tokens():
+    params = init_params(TINY, jax.random.key(0))
+    tokens = jnp.asarray(np.random.default_rng(0).integers(4, 40, (2, 16)))
+    t = 7
+
+    def logit_at_t(p):
+        return apply(TINY, p, tokens)[:, t].sum()
+
+    grad_embed = jax.grad(logit_at_t)(params)["embed"][...]
+    future = np.unique(np.asarray(tokens[:, t + 1 :]))
+    past = np.unique(np.asarray(tokens[:, : t + 1]))
+    only_future = np.setdiff1d(future, past)
+    assert only_future.size > 0
+    np.testing.assert_array_equal(np.asarray(grad_embed)[only_future], 0.0)
+    assert np.abs(np.asarray(grad_embed)[past]).sum() > 0
+    # and changing future tokens leaves earlier logits bit-identical
+    changed = tokens.at[:, t + 1 :].set(5)
+    np.testing.assert_array_equal(apply(TINY, params, tokens)[:, : t + 1], apply(TINY, params, changed)[:, : t + 1])
+
+
+def test_kv_cache_decoding_matches_the_full_forward_pass():
+    params = init_params(TINY, jax.random.key(1))
+    tokens = jnp.asarray(np.random.default_rng(1).integers(4, 40, (3, 20)))
+    full = apply(TINY, params, tokens)
+    logits, cache = apply(TINY, params, tokens[:, :9], cache=empty_cache(TINY, 3), pos=0)
+    steps = [logits]
+    for t in range(9, 20):
+        logits, cache = apply(TINY, params, tokens[:, t : t + 1], cache=cache, pos=t)
+        steps.append(logits)
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=2e-5)
+
+
+def test_left_padding_does_not_change_greedy_continuations():
+    params = init_params(TINY, jax.random.key(2))
+    rng = np.random.default_rng(3)
+    rows = [rng.integers(4, 40, n) for n in (5, 9, 7)]
+    tokens = np.zeros((3, 12), np.int32)
+    for i, r in enumerate(rows):
+        tokens[i, : len(r)] = r
+    prompts, valid = left_pad(tokens, np.array([len(r) for r in rows]))
+    together = np.asarray(greedy(TINY, params, prompts, valid, max_new=6))
+    for i, r in enumerate(rows):
+        alone = np.asarray(greedy(TINY, params, r[None].astype(np.int32), np.ones((1, len(r)), bool), max_new=6))
+        np.testing.assert_array_equal(together[i], alone[0])
+
+
+def test_bad_model_configs_are_clear_errors():
+    with pytest.raises(ScalingError, match="unknown model preset 'd7'; choose one of"):
+        get_preset("d7")
+    with pytest.raises(ScalingError, match="model.d_model must be positive"):
+        ModelConfig(d_model=-8)
+    with pytest.raises(ScalingError, match="heads"):
+        ModelConfig(d_model=30, n_heads=4)

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+
+from scaling.errors import ScalingError
+from scaling.tasks import TASKS, decode, encode, generate, get_task, verify
+from scaling.tasks.base import HELD_OUT_MODULUS, prompt_hash
+from scaling.tasks.tokenizer import EOS, EOT, PAD, VOCAB_SIZE
+
+
+def continuation(ex, i):
+    """What a perfect model writes after the prompt of row i."""
+    return ex.tokens[i, ex.prompt_len[i] :]
+
+
+def test_tokenizer_round_trip():
+    text = "a 3+9 2+5?2c1 8c0;x=0+12: hello>"
+    assert decode(encode(text)) == text
+    ids = np.concatenate([[1], encode("s 12?"), [EOT], encode("12"), [EOS, PAD, PAD]])
+    assert decode(ids) == "<bos>s 12?<eot>12<eos>"
+    assert decode(ids, keep_specials=False) == "s 12?12"
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        encode("A")
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_verifier_scores_correct_traces_one_and_wrong_answers_zero(name):
+    task = TASKS[name]
+    ex = generate(task, np.array([1, 2, 3, 4, 5]), np.random.default_rng(0))
+    G = ex.tokens.shape[1]
+    gen = np.stack([np.pad(continuation(ex, i), (0, G - len(continuation(ex, i)))) for i in range(len(ex))])
+    assert verify(gen, ex.answer, ex.answer_len).tolist() == [1.0] * 5
+    wrong = gen.copy()
+    for i in range(len(ex)):  # change the last answer token
+        j = np.flatnonzero(wrong[i] == EOS)[0] - 1
+        wrong[i, j] = encode("z")[0] if wrong[i, j] != encode("z")[0] else encode("y")[0]
+    assert verify(wrong, ex.answer, ex.answer_len).tolist() == [0.0] * 5
+    no_eos = gen.copy()
+    no_eos[no_eos == EOS] = encode("0")[0]  # an answer that runs on is wrong
+    assert verify(no_eos, ex.answer, ex.answer_len).sum() == 0
+
+
+def test_verifier_on_hand_made_addition_traces():
+    task = get_task("add")
+    ex = generate(task, np.array([3]), np.random.default_rng(0))
+    text = decode(ex.tokens[0], keep_specials=True)
+    prompt, rest = text.removeprefix("<bos>a ").split("?")
+    pairs = prompt.split()
+    a = int("".join(p[0] for p in pairs)[::-1])  # digits are written least significant first
+    b = int("".join(p[2] for p in pairs)[::-1])
+    answer = f"{a + b:04d}"[::-1]
+    assert rest.split("<eot>")[1] == answer + "<eos>"
+
+    def gen(s):
+        return np.array([[*map(int, np.concatenate([encode(s.split("|")[0]), [EOT], encode(s.split("|")[1]), [EOS]]))]])
+
+    assert verify(gen(f"1c0|{answer}"), ex.answer, ex.answer_len)[0] == 1.0  # only the answer is checked
+    assert verify(gen(f"1c0|{answer[:-1]}"), ex.answer, ex.answer_len)[0] == 0.0
+    assert verify(gen(f"1c0|{answer}0"), ex.answer, ex.answer_len)[0] == 0.0
+
+
+def test_verifier_never_crashes_on_garbage():
+    ex = generate(get_task("sum"), np.array([2] * 50), np.random.default_rng(1))
+    rng = np.random.default_rng(2)
+    for shape in [(50, 1), (50, 3), (50, 40)]:
+        garbage = rng.integers(-5, VOCAB_SIZE + 20, shape)
+        r = verify(garbage, ex.answer, ex.answer_len)
+        assert r.shape == (50,) and set(np.unique(r)) <= {0.0, 1.0}
+    only_eot = np.full((50, 5), EOT)
+    assert verify(only_eot, ex.answer, ex.answer_len).sum() == 0
+    assert verify(np.full((50, 1), PAD), ex.answer, ex.answer_len).sum() == 0
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_generation_is_seeded_and_splits_are_disjoint(name):
+    task = TASKS[name]
+    d = np.repeat([2, 3], 300)
+    a = generate(task, d, np.random.default_rng(5), split="train")
+    b = generate(task, d, np.random.default_rng(5), split="train")
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    ev = generate(task, d, np.random.default_rng(6), split="eval")
+    train_prompts = {a.tokens[i, : a.prompt_len[i]].tobytes() for i in range(len(a))}
+    eval_prompts = {ev.tokens[i, : ev.prompt_len[i]].tobytes() for i in range(len(ev))}
+    assert not train_prompts & eval_prompts
+    held = [prompt_hash(ev.tokens[i : i + 1, 1 : ev.prompt_len[i]]) % HELD_OUT_MODULUS for i in range(5)]
+    assert all(int(h[0]) == 0 for h in held)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_cut_traces_end_with_the_answer(name):
+    task = TASKS[name]
+    ex = generate(task, np.full(200, 4), np.random.default_rng(0), cut_frac=1.0)
+    full = generate(task, np.full(1, 4), np.random.default_rng(0))
+    lengths = (ex.tokens != PAD).sum(1)
+    assert np.all(lengths < (full.tokens != PAD).sum())  # every trace was cut short
+    gen = np.stack([np.pad(continuation(ex, i), (0, 5)) for i in range(len(ex))])
+    assert verify(gen, ex.answer, ex.answer_len).mean() == 1.0  # and still ends <eot> answer <eos>
+    assert len(np.unique(lengths)) > 3
+    # the loss mask covers the thinking and answer tokens only
+    m = ex.loss_mask
+    assert np.all(m.sum(1) == lengths - ex.prompt_len)
+
+
+def test_harder_difficulties_are_longer_and_answer_spaces_are_large():
+    for name, task in TASKS.items():
+        widths = [sum(task.widths(d)) for d in range(1, 6)]
+        assert widths == sorted(widths) and widths[0] < widths[-1], name
+    ex = generate(get_task("sum"), np.full(2000, 3), np.random.default_rng(0))
+    assert len({decode(a) for a in ex.answer}) > 80  # 97 possible answers, not 10
+
+
+def test_unknown_task_is_a_clear_error():
+    with pytest.raises(ScalingError, match="unknown task 'mult'; choose one of"):
+        get_task("mult")

@@ -1,0 +1,158 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.config import ConfigError, RunConfig, TrainConfig, load_run_config
+from scaling.model import ModelConfig
+from scaling.tasks import get_task
+from scaling.train import chunk_batches, max_difficulty, total_steps, train
+
+TINY = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=64)
+TC = TrainConfig(steps=20, batch_size=16, chunk_steps=5, difficulties=(1, 2), lr=3e-3, min_steps=1)
+TASK = get_task("sum")
+
+
+def test_loss_falls_and_seeds_differ():
+    res = train(TINY, TASK, TrainConfig(steps=60, batch_size=32, chunk_steps=20, difficulties=(1, 2), lr=1e-2,
+                                        min_steps=1), [0, 1])
+    assert res.loss_SxN.shape == (2, 60)
+    assert np.all(res.loss_SxN[:, -10:].mean(1) < 0.7 * res.loss_SxN[:, :5].mean(1))
+    assert not np.allclose(res.loss_SxN[0], res.loss_SxN[1])
+
+
+def test_one_program_serves_every_seed_and_learning_rate():
+    from scaling.train import hyperparams, init_state, train_chunk
+
+    hp = hyperparams(TC, TINY, 20, 2)
+    hp["lr"] = hp["lr"].at[1].set(1e-4)  # a traced value: same compiled program
+    state = init_state(TINY, [0, 0], hp)
+    tokens, mask = chunk_batches(TASK, TC, 0, 0, 20, TASK.seq_len([1, 2]))
+    tokens, mask = np.stack([tokens, tokens]), np.stack([mask, mask])
+    before = train_chunk._cache_size()
+    state, m = train_chunk(TINY, state, tokens, mask, hp)
+    state, m = train_chunk(TINY, state, tokens, mask, hp)
+    assert train_chunk._cache_size() - before <= 1
+    loss = np.asarray(m["loss"])
+    assert loss[0, -1] < loss[1, -1]  # same seed and data, the larger learning rate learns faster
+
+
+def test_checkpoint_resume_is_bit_identical(tmp_path):
+    straight = train(TINY, TASK, TC, [0, 1])
+    partial = train(TINY, TASK, TC, [0, 1], checkpoint_dir=tmp_path, stop_after_chunks=2)  # then "killed"
+    assert partial.loss_SxN.shape == (2, 10)
+    resumed = train(TINY, TASK, TC, [0, 1], checkpoint_dir=tmp_path)
+    assert resumed.resumed_from == 2
+    np.testing.assert_array_equal(resumed.loss_SxN, straight.loss_SxN)
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert len(list(tmp_path.iterdir())) == 1  # only the newest chunk is kept
+
+
+SHARDED = textwrap.dedent("""
+    import json, sys
+    import jax
+    from scaling.config import TrainConfig
+    from scaling.model import ModelConfig
+    from scaling.tasks import get_task
+    from scaling.train import train
+    cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=64)
+    tc = TrainConfig(steps=10, batch_size=int(sys.argv[1]), chunk_steps=5, difficulties=(1, 2), lr=3e-3, min_steps=1)
+    res = train(cfg, get_task("sum"), tc, [0, 1])
+    print(json.dumps({"devices": jax.device_count(), "loss": res.loss_SxN.tolist()}))
+""")
+
+
+def run_with_devices(n: int, batch: int):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-c", SHARDED, str(batch)], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_data_parallel_mesh_matches_single_device():
+    single = train(TINY, TASK, TrainConfig(steps=10, batch_size=16, chunk_steps=5, difficulties=(1, 2), lr=3e-3,
+                                           min_steps=1), [0, 1])
+    r = run_with_devices(8, 16)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 8
+    np.testing.assert_allclose(np.array(out["loss"]), single.loss_SxN, rtol=2e-5)
+
+
+def test_batch_not_divisible_by_devices_is_a_clear_error():
+    r = run_with_devices(8, 12)
+    assert r.returncode != 0
+    assert "train.batch_size 12 must be divisible by the 8 devices" in r.stderr
+
+
+def test_curriculum_grows_then_mixes():
+    tc = TrainConfig(steps=100, difficulties=(1, 5), curriculum_frac=0.5)
+    hi = max_difficulty(tc, np.arange(100), 100)
+    assert hi[0] == 1 and hi[-1] == 5 and np.all(np.diff(hi) >= 0) and hi[49] == 5 and hi[40] < 5
+
+
+def test_budget_sets_steps_from_parameters():
+    tc = TrainConfig(tokens_per_param=20, batch_size=64, chunk_steps=100, min_steps=1)
+    small, big = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=128), ModelConfig(d_model=64, n_layers=2,
+                                                                                        n_heads=4, d_ff=256)
+    assert total_steps(tc, big, 40) > 4 * total_steps(tc, small, 40)
+    assert total_steps(tc, small, 40) % 100 == 0
+
+
+def write(tmp_path, text):
+    p = tmp_path / "run.yaml"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("task: mult\ntrain: {steps: 10}\n", r"task: expected one of \['add', "),
+        ("models: [d7]\ntrain: {steps: 10}\n", r"models: expected preset names from \['d32'"),
+        ("train: {steps: 10, batch_size: -4}\n", r"train.batch_size: expected an integer >= 1, got -4"),
+        ("train: {steps: 10, lr_rate: 0.1}\n", r"train.lr_rate: unknown key \(did you mean 'lr'\?\)"),
+        ("train: {steps: ten}\n", r"train.steps: expected int, got 'ten'"),
+        ("train: {steps: 10, difficulties: [3, 1]}\n", r"train.difficulties: expected \[lo, hi\]"),
+        ("train: {}\n", r"train: expected exactly one of steps or tokens_per_param"),
+        ("train: {steps: 10, cut_frac: 1.5}\n", r"train.cut_frac: expected a fraction in \[0, 1\]"),
+        ("train: [1, 2\n", r"invalid YAML"),
+        ("seeds: [0, 0]\ntrain: {steps: 10}\n", r"seeds: expected a non-empty list of distinct integers"),
+    ],
+)
+def test_bad_run_configs_name_file_key_and_expectation(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_run_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_scaling_run_trains_evaluates_and_tabulates(tmp_path):
+    path = write(tmp_path, """
+        task: sum
+        models: [d32]
+        seeds: [0, 1]
+        train: {steps: 40, batch_size: 16, chunk_steps: 20, difficulties: [1, 2]}
+        eval: {difficulties: [1, 3], n_per_difficulty: 8}
+    """)
+    r = subprocess.run([sys.executable, "-m", "scaling", "run", str(path), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert len(df) == 2 * 3 and set(df["difficulty"]) == {1, 2, 3}
+    assert {"model", "params", "non_embedding_params", "train_flops", "accuracy", "in_train_range"} <= set(df.columns)
+    assert df["accuracy"].between(0, 1).all()
+    assert (tmp_path / "out" / "d32" / "metrics.json").exists()
+    r = subprocess.run([sys.executable, "-m", "scaling", "run", str(tmp_path / "missing.yaml")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "no such config file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_config_defaults_validate():
+    RunConfig(train=TrainConfig(steps=10)).validate()
