@@ -80,19 +80,32 @@ class RunConfig:
             raise bad("seeds", "a non-empty list of distinct integers", list(self.seeds))
         t, e = self.train, self.eval
         if (t.steps is None) == (t.tokens_per_param is None):
-            raise bad("train", "exactly one of steps or tokens_per_param", {"steps": t.steps,
-                                                                             "tokens_per_param": t.tokens_per_param})
-        for key, value, lo in [("train.steps", t.steps, 1), ("train.min_steps", t.min_steps, 1),
-                               ("train.batch_size", t.batch_size, 1), ("train.chunk_steps", t.chunk_steps, 1),
-                               ("eval.n_per_difficulty", e.n_per_difficulty, 1)]:
+            raise bad(
+                "train",
+                "exactly one of steps or tokens_per_param",
+                {"steps": t.steps, "tokens_per_param": t.tokens_per_param},
+            )
+        for key, value, lo in [
+            ("train.steps", t.steps, 1),
+            ("train.min_steps", t.min_steps, 1),
+            ("train.batch_size", t.batch_size, 1),
+            ("train.chunk_steps", t.chunk_steps, 1),
+            ("eval.n_per_difficulty", e.n_per_difficulty, 1),
+        ]:
             if value is not None and value < lo:
                 raise bad(key, f"an integer >= {lo}", value)
-        for key, value in [("train.tokens_per_param", t.tokens_per_param), ("train.lr", t.lr),
-                           ("train.grad_clip", t.grad_clip)]:
+        for key, value in [
+            ("train.tokens_per_param", t.tokens_per_param),
+            ("train.lr", t.lr),
+            ("train.grad_clip", t.grad_clip),
+        ]:
             if value is not None and not value > 0:
                 raise bad(key, "a positive number", value)
-        for key, value in [("train.warmup_frac", t.warmup_frac), ("train.curriculum_frac", t.curriculum_frac),
-                           ("train.cut_frac", t.cut_frac)]:
+        for key, value in [
+            ("train.warmup_frac", t.warmup_frac),
+            ("train.curriculum_frac", t.curriculum_frac),
+            ("train.cut_frac", t.cut_frac),
+        ]:
             if not 0 <= value <= 1:
                 raise bad(key, "a fraction in [0, 1]", value)
         if t.weight_decay < 0:
@@ -148,7 +161,9 @@ def from_dict(cls, data: dict, where: str = "config", prefix: str = ""):
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6) or [
+                n for n in names if str(key).startswith(n) or n.startswith(str(key))
+            ]
             hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {names}"
             raise ConfigError(f"{where}: {prefix}{key}: unknown key{hint}")
         if key in ("models", "seeds") and not isinstance(value, list):

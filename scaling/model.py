@@ -49,8 +49,9 @@ class ModelConfig:
 
 def preset(width: int, max_len: int = 128) -> ModelConfig:
     """The ladder rule: depth = max(1, round(width / 32)), head dim 16, d_ff = 4 width."""
-    return ModelConfig(d_model=width, n_layers=max(1, round(width / 32)), n_heads=width // 16, d_ff=4 * width,
-                       max_len=max_len)
+    return ModelConfig(
+        d_model=width, n_layers=max(1, round(width / 32)), n_heads=width // 16, d_ff=4 * width, max_len=max_len
+    )
 
 
 PRESET_WIDTHS = (32, 48, 64, 80, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -137,8 +138,9 @@ class Transformer(nnx.Module):
         self.embed = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (cfg.vocab_size, cfg.d_model)))
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
         self.final_norm = nnx.RMSNorm(cfg.d_model, rngs=rngs)
-        self.head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False,
-                               kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
+        self.head = nnx.Linear(
+            cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=nnx.initializers.normal(0.02), rngs=rngs
+        )
 
     def __call__(self, tokens_BxT, cache=None, pos=0, key_valid_BxS=None):
         """Logits (B, T, V). Without ``cache``: causal self-attention over ``tokens``.

@@ -73,20 +73,37 @@ def run_config(run: RunConfig, out: Path, progress: bool = True) -> pd.DataFrame
         flops = flops_per_token(cfg, res.seq_len)
         acc.insert(0, "model", name)
         acc = acc.assign(
-            task=run.task, params=counts["total"], non_embedding_params=counts["non_embedding"], steps=res.steps,
-            train_tokens=tokens, train_flops=flops["train"] * tokens,
+            task=run.task,
+            params=counts["total"],
+            non_embedding_params=counts["non_embedding"],
+            steps=res.steps,
+            train_tokens=tokens,
+            train_flops=flops["train"] * tokens,
             in_train_range=acc["difficulty"].between(*run.train.difficulties),
         )
-        atomic_write_text(model_dir / "metrics.json", json.dumps({
-            "model": name, "steps": res.steps, "seq_len": res.seq_len, "train_seconds": train_s,
-            "eval_seconds": eval_s, "loss": res.loss_SxN.tolist(), **counts,
-        }) + "\n")
+        atomic_write_text(
+            model_dir / "metrics.json",
+            json.dumps(
+                {
+                    "model": name,
+                    "steps": res.steps,
+                    "seq_len": res.seq_len,
+                    "train_seconds": train_s,
+                    "eval_seconds": eval_s,
+                    "loss": res.loss_SxN.tolist(),
+                    **counts,
+                }
+            )
+            + "\n",
+        )
         write_table(acc, model_dir / "accuracy")
         tables.append(acc)
         if progress:
             held = acc[acc["in_train_range"]].groupby("seed")["accuracy"].mean()
-            print(f"{name}: {counts['total']:,} params, {res.steps} steps in {train_s:.0f}s, held-out accuracy "
-                  f"{held.mean():.3f} +- {held.std(ddof=0):.3f} over {len(held)} seeds")
+            print(
+                f"{name}: {counts['total']:,} params, {res.steps} steps in {train_s:.0f}s, held-out accuracy "
+                f"{held.mean():.3f} +- {held.std(ddof=0):.3f} over {len(held)} seeds"
+            )
     results = pd.concat(tables, ignore_index=True)
     write_table(results, out / "results")
     return results

@@ -34,14 +34,12 @@ def greedy(cfg: ModelConfig, params, prompts_BxP, valid_BxP, *, max_new: int):
     if P + max_new > cfg.max_len:
         raise ValueError(f"prompt {P} + {max_new} new tokens exceed the model's max_len {cfg.max_len}")
     key_valid_BxS = jnp.zeros((B, cfg.max_len), bool).at[:, :P].set(valid_BxP).at[:, P:].set(True)
-    logits_BxPxV, cache = apply(cfg, params, prompts_BxP, cache=empty_cache(cfg, B), pos=0,
-                                key_valid_BxS=key_valid_BxS)
+    logits_BxPxV, cache = apply(cfg, params, prompts_BxP, cache=empty_cache(cfg, B), pos=0, key_valid_BxS=key_valid_BxS)
     first_B = jnp.argmax(logits_BxPxV[:, -1], axis=-1).astype(jnp.int32)
 
     def step(carry, i):
         token_B, cache = carry
-        logits_Bx1xV, cache = apply(cfg, params, token_B[:, None], cache=cache, pos=P + i,
-                                    key_valid_BxS=key_valid_BxS)
+        logits_Bx1xV, cache = apply(cfg, params, token_B[:, None], cache=cache, pos=P + i, key_valid_BxS=key_valid_BxS)
         nxt = jnp.argmax(logits_Bx1xV[:, 0], axis=-1).astype(jnp.int32)
         return (nxt, cache), token_B
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -46,8 +46,13 @@ def total_steps(tc: TrainConfig, cfg: ModelConfig, seq_len: int) -> int:
 def hyperparams(tc: TrainConfig, cfg: ModelConfig, steps: int, n_seeds: int) -> dict[str, jax.Array]:
     """Per-seed numeric hyperparameters as arrays: traced, so changing them never recompiles."""
     lr = tc.lr if tc.lr is not None else lr_for(cfg)
-    values = {"lr": lr, "warmup": max(1.0, tc.warmup_frac * steps), "total": float(steps),
-              "weight_decay": tc.weight_decay, "grad_clip": tc.grad_clip}
+    values = {
+        "lr": lr,
+        "warmup": max(1.0, tc.warmup_frac * steps),
+        "total": float(steps),
+        "weight_decay": tc.weight_decay,
+        "grad_clip": tc.grad_clip,
+    }
     return {k: jnp.full((n_seeds,), v, jnp.float32) for k, v in values.items()}
 
 
@@ -62,8 +67,13 @@ def make_tx(hp: dict[str, jax.Array]) -> optax.GradientTransformation:
 
     return optax.chain(
         optax.clip_by_global_norm(hp["grad_clip"]),
-        optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=hp["weight_decay"],
-                    mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)),
+        optax.adamw(
+            schedule,
+            b1=0.9,
+            b2=0.98,
+            weight_decay=hp["weight_decay"],
+            mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p),
+        ),
     )
 
 
@@ -87,8 +97,10 @@ def train_step(cfg: ModelConfig, state: dict, tokens_BxT, mask_BxT1, hp) -> tupl
     loss, grads = jax.value_and_grad(lambda p: loss_fn(cfg, p, tokens_BxT, mask_BxT1))(state["params"])
     updates, opt = make_tx(hp).update(grads, state["opt"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    return {"params": params, "opt": opt, "step": state["step"] + 1}, {"loss": loss,
-                                                                        "grad_norm": optax.global_norm(grads)}
+    return {"params": params, "opt": opt, "step": state["step"] + 1}, {
+        "loss": loss,
+        "grad_norm": optax.tree.norm(grads),
+    }
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",), donate_argnames=("state",))

@@ -100,7 +100,7 @@ def test_left_padding_does_not_change_greedy_continuations():
 def test_bad_model_configs_are_clear_errors():
     with pytest.raises(ScalingError, match="unknown model preset 'd7'; choose one of"):
         get_preset("d7")
-    with pytest.raises(ScalingError, match="model.d_model must be positive"):
+    with pytest.raises(ScalingError, match=r"model\.d_model must be positive"):
         ModelConfig(d_model=-8)
     with pytest.raises(ScalingError, match="heads"):
         ModelConfig(d_model=30, n_heads=4)

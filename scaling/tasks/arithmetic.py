@@ -83,8 +83,10 @@ class Addition(Task):
             carries[:, i] = carry
         pairs = [np.concatenate([digits(a[:, i], 1), np.full((n, 1), PLUS), digits(b[:, i], 1)], 1) for i in range(d)]
         prompt = np.concatenate([const("a ", n), _field(pairs, self.width), const("?", n)], axis=1)
-        steps = [np.concatenate([digits(sum_digits[:, i], 1), np.full((n, 1), C), digits(carries[:, i], 1)], 1)
-                 for i in range(d)]
+        steps = [
+            np.concatenate([digits(sum_digits[:, i], 1), np.full((n, 1), C), digits(carries[:, i], 1)], 1)
+            for i in range(d)
+        ]
         trace = _interleave(steps, SPACE)
         answer = np.concatenate([digits(sum_digits, 1)[..., 0], digits(carry, 1)], axis=1)
         return Blocks(prompt.astype(np.int32), trace.astype(np.int32), answer.astype(np.int32))

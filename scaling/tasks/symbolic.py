@@ -29,7 +29,6 @@ class VariableChain(Task):
     def __init__(self, distractors: int = 2):
         self.distractors = distractors
 
-
     def blocks(self, d, n, rng):
         m = d + self.distractors
         names = LETTERS[_random_letters(n, m, rng)]  # first d form the chain, in order
@@ -39,14 +38,19 @@ class VariableChain(Task):
         defs = []
         for j in range(m):
             src = names[:, j - 1] if 0 < j < d else zero
-            defs.append(np.stack([names[:, j], np.full(n, EQ), src, np.full(n, PLUS), *digits(adds[:, j], 2).T,
-                                  np.full(n, SEMI)], axis=1))
+            defs.append(
+                np.stack(
+                    [names[:, j], np.full(n, EQ), src, np.full(n, PLUS), *digits(adds[:, j], 2).T, np.full(n, SEMI)],
+                    axis=1,
+                )
+            )
         defs = np.stack(defs, axis=1)  # (n, m, 7)
         order = np.argsort(rng.random((n, m)), axis=1)
         defs = np.take_along_axis(defs, order[:, :, None], axis=1).reshape(n, 7 * m)
         prompt = np.concatenate([const("v ", n), names[:, d - 1 : d], const(":", n), defs, const("?", n)], axis=1)
-        steps = [np.concatenate([names[:, j : j + 1], np.full((n, 1), EQ), digits(values[:, j], 2)], 1)
-                 for j in range(d)]
+        steps = [
+            np.concatenate([names[:, j : j + 1], np.full((n, 1), EQ), digits(values[:, j], 2)], 1) for j in range(d)
+        ]
         trace = _interleave(steps, SEMI)
         return Blocks(prompt.astype(np.int32), trace.astype(np.int32), digits(values[:, -1], 2).astype(np.int32))
 
@@ -61,14 +65,15 @@ class Cipher(Task):
         self.key_len = key_len
         self.name = "caesar" if key_len == 1 else "vigenere"
 
-
     def blocks(self, d, n, rng):
         plain = rng.integers(0, 26, (n, d))
         key = rng.integers(1 if self.key_len == 1 else 0, 26, (n, self.key_len))
         key_at = key[:, np.arange(d) % self.key_len]
         cipher = (plain + key_at) % 26
         prompt = np.concatenate([const("c ", n), LETTERS[key], const(":", n), LETTERS[cipher], const("?", n)], 1)
-        steps = [np.stack([LETTERS[cipher[:, i]], LETTERS[key_at[:, i]], np.full(n, GT), LETTERS[plain[:, i]]], 1)
-                 for i in range(d)]
+        steps = [
+            np.stack([LETTERS[cipher[:, i]], LETTERS[key_at[:, i]], np.full(n, GT), LETTERS[plain[:, i]]], 1)
+            for i in range(d)
+        ]
         trace = _interleave(steps, encode(" ")[0])
         return Blocks(prompt.astype(np.int32), trace.astype(np.int32), LETTERS[plain].astype(np.int32))
