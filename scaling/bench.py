@@ -180,7 +180,50 @@ def bench_tasks(n: int = 100_000) -> dict:
     return out
 
 
-SECTIONS: dict[str, Callable[[], dict]] = {"fit": bench_fit, "tasks": bench_tasks, "train": bench_train}
+def _best_of(fn, repeats: int = 7) -> float:
+    import jax
+
+    jax.block_until_ready(fn())  # compile
+    return min(_timed(lambda: jax.block_until_ready(fn()))[0] for _ in range(repeats))
+
+
+def bench_sample(batch: int = 64, new_tokens: int = 48) -> dict:
+    """Greedy KV-cache decoding speed of the CPU presets, and the cost of 8 thinking budgets from
+    one pass (``decode_budgets``) over the largest budget decoded alone."""
+    import jax
+
+    from scaling.model import CPU_PRESETS, get_preset, init_params
+    from scaling.sample import budgets_width, decode, decode_budgets, left_pad
+    from scaling.tasks import generate, get_task
+
+    task = get_task("add")
+    ex = generate(task, np.full(batch, 4), np.random.default_rng(0), split="eval")
+    prompts, valid = left_pad(ex.tokens, ex.prompt_len)
+    out: dict = {"batch": batch}
+    for name in CPU_PRESETS:
+        cfg = get_preset(name, max_len=128)
+        params = init_params(cfg, jax.random.key(0))
+        s = _best_of(
+            lambda cfg=cfg, params=params: decode(cfg, params, prompts, valid, jax.random.key(0), max_new=new_tokens)
+        )
+        out[f"{name}_decode_tokens_per_s"] = batch * new_tokens / s
+    cfg = get_preset(CPU_PRESETS[-1], max_len=128)
+    params = init_params(cfg, jax.random.key(0))
+    budgets, answer_len = (0, 1, 2, 4, 8, 16, 32, 64), 6
+    width = budgets_width(budgets, answer_len)
+    alone = _best_of(lambda: decode(cfg, params, prompts, valid, jax.random.key(0), budget=max(budgets), max_new=width))
+    together = _best_of(lambda: decode_budgets(cfg, params, prompts, valid, budgets=budgets, answer_len=answer_len))
+    out["budgets"] = list(budgets)
+    out["budgets_cost"] = together / alone
+    return out
+
+
+SECTIONS: dict[str, Callable[[], dict]] = {
+    "fit": bench_fit,
+    "tasks": bench_tasks,
+    "train": bench_train,
+    "sample": bench_sample,
+}
 
 
 def run_bench(sections: list[str] | None = None) -> dict[str, dict]:

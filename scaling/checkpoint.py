@@ -7,6 +7,7 @@ Orbax writes into a temporary directory and renames it: a killed save leaves no 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -14,6 +15,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from scaling.errors import ScalingError
+from scaling.laws.law import atomic_write_text
 
 _CHUNK = re.compile(r"^chunk_(\d+)$")
 
@@ -29,9 +33,16 @@ def latest_chunk(directory: str | Path) -> int | None:
     return chunks[-1] if chunks else None
 
 
-def save(directory: str | Path, chunk: int, state, loss_SxN: np.ndarray, keep: int = 1) -> Path:
-    """Save ``state`` and the loss history after ``chunk``; keep only the newest ``keep`` chunks."""
+def save(
+    directory: str | Path, chunk: int, state, loss_SxN: np.ndarray, meta: dict | None = None, keep: int = 1
+) -> Path:
+    """Save ``state`` and the loss history after ``chunk``; keep only the newest ``keep`` chunks.
+
+    ``meta`` (task, vocabulary, model shape, seeds) is written beside the chunks and checked on restore.
+    """
     directory = Path(directory).absolute()
+    if meta is not None:
+        atomic_write_text(directory / "meta.json", json.dumps(meta, sort_keys=True) + "\n")
     leaves = jax.tree.leaves(state)
     payload = {"leaves": {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}, "loss": loss_SxN}
     path = directory / f"chunk_{chunk:06d}"
@@ -43,8 +54,25 @@ def save(directory: str | Path, chunk: int, state, loss_SxN: np.ndarray, keep: i
     return path
 
 
-def restore(directory: str | Path, chunk: int, like_state) -> tuple[object, np.ndarray]:
-    """The state saved after ``chunk`` (structured like ``like_state``) and its loss history."""
+def check_meta(directory: str | Path, expect: dict) -> None:
+    """Refuse a checkpoint made for another task, vocabulary, model shape or seed list."""
+    path = Path(directory) / "meta.json"
+    if not path.is_file():
+        raise ScalingError(f"{directory}: no meta.json: not a checkpoint directory of this toolkit")
+    saved = json.loads(path.read_text())
+    wrong = {k: (saved.get(k), v) for k, v in expect.items() if saved.get(k) != v}
+    if wrong:
+        detail = ", ".join(f"{k}={got!r} (expected {want!r})" for k, (got, want) in wrong.items())
+        raise ScalingError(f"{directory}: checkpoint does not match: {detail}")
+
+
+def restore(directory: str | Path, chunk: int, like_state, expect: dict | None = None) -> tuple[object, np.ndarray]:
+    """The state saved after ``chunk`` (structured like ``like_state``) and its loss history.
+
+    With ``expect``, the saved meta must agree on every given key (else a ScalingError).
+    """
+    if expect is not None:
+        check_meta(directory, expect)
     path = Path(directory).absolute() / f"chunk_{chunk:06d}"
     payload = ocp.StandardCheckpointer().restore(path)
     leaves, treedef = jax.tree.flatten(like_state)

@@ -55,12 +55,24 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class TestTimeConfig:
+    """Test-time compute after training: greedy accuracy per thinking budget, and majority vote,
+    pass@k, best-of-n and re-thinking over k samples at ``temperature``. Empty lists skip them."""
+
+    budgets: tuple[int, ...] = ()
+    ks: tuple[int, ...] = ()
+    temperature: float = 1.0
+    n_per_difficulty: int = 64  # on the eval difficulties
+
+
+@dataclass(frozen=True)
 class RunConfig:
     task: str = "sum"
     models: tuple[str, ...] = ("d48",)
     seeds: tuple[int, ...] = (0,)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    testtime: TestTimeConfig = field(default_factory=TestTimeConfig)
 
     def validate(self, where: str = "config") -> RunConfig:
         from scaling.model import PRESETS
@@ -110,6 +122,15 @@ class RunConfig:
                 raise bad(key, "a fraction in [0, 1]", value)
         if t.weight_decay < 0:
             raise bad("train.weight_decay", "a number >= 0", t.weight_decay)
+        tt = self.testtime
+        if any(b < 0 for b in tt.budgets):
+            raise bad("testtime.budgets", "thinking budgets >= 0", list(tt.budgets))
+        if any(k < 1 for k in tt.ks):
+            raise bad("testtime.ks", "sample counts k >= 1", list(tt.ks))
+        if tt.ks and not tt.temperature > 0:
+            raise bad("testtime.temperature", "a temperature > 0 for sampling", tt.temperature)
+        if tt.n_per_difficulty < 1:
+            raise bad("testtime.n_per_difficulty", "an integer >= 1", tt.n_per_difficulty)
         task = TASKS[self.task]
         for key, (lo, hi) in [("train.difficulties", t.difficulties), ("eval.difficulties", e.difficulties)]:
             if not (task.min_difficulty <= lo <= hi):

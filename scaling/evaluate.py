@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from scaling.config import EvalConfig
+from scaling.errors import ScalingError
 from scaling.model import ModelConfig
 from scaling.sample import greedy, left_pad
 from scaling.tasks import Examples, Task, generate, verify
@@ -52,3 +54,188 @@ def accuracy_table(cfg: ModelConfig, params_S, seeds, task: Task, ec: EvalConfig
             r = reward_SxN[i, ex.difficulty == d]
             rows.append({"seed": seed, "difficulty": int(d), "accuracy": float(r.mean()), "n": int(r.size)})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- test-time compute strategies
+
+STRATEGIES = ("budget", "majority", "pass@k", "best_of_n", "rethink")
+
+
+def split_generation(gen_NxG: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+    """Per row: thinking tokens (before the first <eot>), answer tokens (after it, through <eos>),
+    and the answer as bytes (comparable; b'' when there is no <eot>)."""
+    from scaling.tasks.tokenizer import EOS, EOT
+
+    n, G = gen_NxG.shape
+    is_eot = gen_NxG == EOT
+    has_eot = is_eot.any(1)
+    first = np.where(has_eot, is_eot.argmax(1), G)
+    thinking = np.minimum(first, G)
+    answers, answer_tokens = [], np.zeros(n, np.int64)
+    for i in range(n):
+        tail = gen_NxG[i, first[i] + 1 :] if has_eot[i] else gen_NxG[i, :0]
+        end = np.flatnonzero(tail == EOS)
+        stop = int(end[0]) + 1 if end.size else len(tail)
+        answer_tokens[i] = stop if has_eot[i] else 0
+        answers.append(tail[: max(stop - 1, 0)].astype(np.int32).tobytes() if end.size else b"")
+    return thinking, answer_tokens, answers
+
+
+def pass_at_k(n: int, c: np.ndarray, k: int) -> np.ndarray:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021): 1 - C(n-c, k) / C(n, k)."""
+    c = np.asarray(c)
+    out = np.ones(c.shape, dtype=np.float64)
+    ok = n - c >= k
+    # product form avoids huge binomials: prod_{i=n-c+1}^{n} (1 - k / i)
+    for idx in np.flatnonzero(ok):
+        i = np.arange(n - c[idx] + 1, n + 1)
+        out[idx] = 1.0 - np.prod(1.0 - k / i)
+    return out
+
+
+def _check_counts(budgets=(), ks=()):
+    if any(int(b) < 0 for b in budgets):
+        raise ScalingError(f"thinking budgets must be >= 0, got {list(budgets)}")
+    if any(int(k) < 1 for k in ks):
+        raise ScalingError(f"k must be >= 1, got {list(ks)}")
+
+
+def budget_rows(cfg: ModelConfig, params_S, seeds, task: Task, ec: EvalConfig, budgets) -> pd.DataFrame:
+    """Greedy accuracy under every thinking budget (forced <eot> after b tokens), from one pass per batch."""
+    from scaling.sample import decode_budgets
+
+    budgets = tuple(sorted({int(b) for b in budgets}))
+    _check_counts(budgets=budgets)
+    ex = eval_examples(task, ec)
+    answer_len = int(ex.answer_len.max()) + 1
+    prompts, valid = left_pad(ex.tokens, ex.prompt_len)
+    fn = jax.jit(jax.vmap(lambda p: decode_budgets(cfg, p, prompts, valid, budgets=budgets, answer_len=answer_len)))
+    gen_SxBudxNxG = np.asarray(fn(params_S))
+    rows = []
+    for si, seed in enumerate(seeds):
+        for bi, b in enumerate(budgets):
+            gen = gen_SxBudxNxG[si, bi]
+            correct = verify(gen, ex.answer, ex.answer_len)
+            thinking, answer_tokens, _ = split_generation(gen)
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "problem": np.arange(len(ex)),
+                        "difficulty": ex.difficulty,
+                        "strategy": "budget",
+                        "budget": b,
+                        "k": 1,
+                        "correct": correct,
+                        "thinking_tokens": thinking,
+                        "answer_tokens": answer_tokens,
+                        "total_tokens": thinking + answer_tokens,
+                    }
+                )
+            )
+    return pd.concat(rows, ignore_index=True)
+
+
+def sampling_rows(
+    cfg: ModelConfig,
+    params_S,
+    seeds,
+    task: Task,
+    ec: EvalConfig,
+    ks,
+    temperature: float = 1.0,
+    max_rounds: int | None = None,
+) -> pd.DataFrame:
+    """Majority vote, pass@k (unbiased), best-of-n with the exact verifier and sequential re-thinking
+    (sample, answer, sample again until two consecutive answers agree), for every k in ``ks``,
+    from n = max(ks) samples per problem at ``temperature``."""
+    from scaling.sample import decode
+
+    ks = sorted({int(k) for k in ks})
+    _check_counts(ks=ks)
+    if not temperature > 0:
+        raise ScalingError(f"sampling strategies need temperature > 0, got {temperature}")
+    n = ks[-1]
+    ex = eval_examples(task, ec)
+    max_new = max_new_tokens(task, range(ec.difficulties[0], ec.difficulties[1] + 1))
+    prompts, valid = left_pad(np.repeat(ex.tokens, n, axis=0), np.repeat(ex.prompt_len, n))
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32) + 7919)
+    fn = jax.jit(jax.vmap(lambda p, k: decode(cfg, p, prompts, valid, k, temperature, max_new=max_new)))
+    gen_SxMxG = np.asarray(fn(params_S, keys))
+    P = len(ex)
+    rows = []
+    for si, seed in enumerate(seeds):
+        gen = gen_SxMxG[si]
+        correct = verify(gen, np.repeat(ex.answer, n, 0), np.repeat(ex.answer_len, n)).reshape(P, n)
+        thinking, answer_tokens, answers = split_generation(gen)
+        think = thinking.reshape(P, n)
+        ans_tok = answer_tokens.reshape(P, n)
+        answers = [answers[i * n : (i + 1) * n] for i in range(P)]
+        truth = [ex.answer[i, : ex.answer_len[i]].astype(np.int32).tobytes() for i in range(P)]
+        for k in ks:
+            spent_think, spent_answer = think[:, :k].sum(1), ans_tok[:, :k].sum(1)
+            majority = np.array([_mode(answers[i][:k]) == truth[i] for i in range(P)], dtype=np.float64)
+            rounds = [_rethink(answers[i][:k]) for i in range(P)] if max_rounds is None or k <= max_rounds else None
+            base = {"seed": seed, "problem": np.arange(P), "difficulty": ex.difficulty, "budget": -1, "k": k}
+            per = {
+                "majority": (majority, spent_think, spent_answer),
+                "pass@k": (pass_at_k(n, correct.sum(1), k), spent_think, spent_answer),
+                "best_of_n": (correct[:, :k].max(1), spent_think, spent_answer),
+            }
+            if rounds is not None:
+                used = np.array([r for r, _ in rounds])
+                rethink_ok = np.array([a == truth[i] for i, (_, a) in enumerate(rounds)], dtype=np.float64)
+                mask = np.arange(n)[None, :] < used[:, None]
+                per["rethink"] = (rethink_ok, (think * mask).sum(1), (ans_tok * mask).sum(1))
+            for strategy, (ok, t, a) in per.items():
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            **base,
+                            "strategy": strategy,
+                            "correct": ok,
+                            "thinking_tokens": t,
+                            "answer_tokens": a,
+                            "total_tokens": t + a,
+                        }
+                    )
+                )
+    return pd.concat(rows, ignore_index=True)
+
+
+def _mode(answers: list[bytes]) -> bytes:
+    """Most common non-empty answer (ties: the one seen first); b'' if none."""
+    counts: dict[bytes, int] = {}
+    for a in answers:
+        if a:
+            counts[a] = counts.get(a, 0) + 1
+    return max(counts, key=counts.get) if counts else b""
+
+
+def _rethink(answers: list[bytes]) -> tuple[int, bytes]:
+    """Rounds used and final answer: stop when two consecutive rounds agree, else after the last."""
+    for r in range(1, len(answers)):
+        if answers[r] and answers[r] == answers[r - 1]:
+            return r + 1, answers[r]
+    return len(answers), answers[-1]
+
+
+def summarize(rows: pd.DataFrame, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Accuracy per (strategy, budget, k, difficulty) with a bootstrap interval over problems, and mean tokens."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for key, g in rows.groupby(["strategy", "budget", "k", "difficulty"], sort=True):
+        per_problem = g.groupby("problem")["correct"].mean().to_numpy()
+        boots = rng.choice(per_problem, (n_boot, per_problem.size)).mean(1)
+        lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
+        out.append(
+            {
+                **dict(zip(["strategy", "budget", "k", "difficulty"], key)),
+                "accuracy": per_problem.mean(),
+                "lo": lo,
+                "hi": hi,
+                "mean_total_tokens": g["total_tokens"].mean(),
+                "n_problems": per_problem.size,
+            }
+        )
+    return pd.DataFrame(out)

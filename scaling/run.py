@@ -5,6 +5,8 @@ Output directory:
     DIR/<preset>/checkpoint/       orbax checkpoint of the newest chunk (a rerun resumes there)
     DIR/<preset>/metrics.json      loss per step and seed, steps, counts
     DIR/<preset>/accuracy.csv      accuracy per seed and difficulty
+    DIR/<preset>/testtime.csv      one row per (seed, problem, strategy, budget or k): correct, tokens
+    DIR/<preset>/testtime_summary.csv  accuracy per strategy, budget/k, difficulty, with bootstrap intervals
     DIR/results.csv, .parquet      one row per (preset, seed, difficulty) with sizes and FLOPs
 """
 
@@ -21,7 +23,7 @@ import yaml
 from tqdm import tqdm
 
 from scaling.config import RunConfig, load_run_config
-from scaling.evaluate import accuracy_table, max_new_tokens
+from scaling.evaluate import accuracy_table, budget_rows, max_new_tokens, sampling_rows, summarize
 from scaling.laws.law import atomic_write_text
 from scaling.model import flops_per_token, get_preset, param_counts
 from scaling.tasks import get_task
@@ -41,7 +43,28 @@ def model_max_len(run: RunConfig) -> int:
     lo, hi = run.eval.difficulties
     prompt = max(task.widths(d)[0] + 1 for d in range(lo, hi + 1))
     train_len = task.seq_len(range(run.train.difficulties[0], run.train.difficulties[1] + 1))
-    return max(train_len, prompt + max_new_tokens(task, range(lo, hi + 1)))
+    answer = max(task.widths(d)[2] for d in range(lo, hi + 1)) + 2
+    budgets = max(run.testtime.budgets, default=0) + answer
+    return max(train_len, prompt + max(max_new_tokens(task, range(lo, hi + 1)), budgets))
+
+
+def test_time(run: RunConfig, cfg, params_S, model_dir: Path) -> pd.DataFrame | None:
+    """Thinking-budget and sampling strategies for every seed; tidy rows and a summary on disk."""
+    tt = run.testtime
+    if not (tt.budgets or tt.ks):
+        return None
+    task = get_task(run.task)
+    ec = dataclasses.replace(run.eval, n_per_difficulty=tt.n_per_difficulty)
+    parts = []
+    if tt.budgets:
+        parts.append(budget_rows(cfg, params_S, list(run.seeds), task, ec, tt.budgets))
+    if tt.ks:
+        parts.append(sampling_rows(cfg, params_S, list(run.seeds), task, ec, tt.ks, tt.temperature))
+    rows = pd.concat(parts, ignore_index=True)
+    write_table(rows, model_dir / "testtime")
+    table = summarize(rows)
+    write_table(table, model_dir / "testtime_summary")
+    return table
 
 
 def run_config(run: RunConfig, out: Path, progress: bool = True) -> pd.DataFrame:
@@ -98,6 +121,10 @@ def run_config(run: RunConfig, out: Path, progress: bool = True) -> pd.DataFrame
         )
         write_table(acc, model_dir / "accuracy")
         tables.append(acc)
+        tt = test_time(run, cfg, res.state["params"], model_dir)
+        if tt is not None and progress:
+            by = tt.groupby(["strategy", "budget", "k"])[["accuracy", "mean_total_tokens"]].mean().round(3)
+            print(f"{name} test-time compute (mean over difficulties):\n{by.to_string()}")
         if progress:
             held = acc[acc["in_train_range"]].groupby("seed")["accuracy"].mean()
             print(

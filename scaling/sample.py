@@ -3,6 +3,14 @@
 Prompts of different lengths share one compiled program: they are left-padded to a common
 width and the padding is masked out of attention (rotary positions are relative, so a shifted
 prompt attends exactly as an unshifted one).
+
+Test-time controls, all traced values (one compiled program serves every setting):
+- ``temperature``: 0 is greedy, > 0 samples (optionally from the ``top_k`` most likely tokens);
+- ``budget``: after this many thinking tokens without <eot>, <eot> is forced (budget forcing);
+- ``min_think``: <eot> is suppressed until this many thinking tokens are written.
+``decode_budgets`` evaluates many budgets from one greedy pass: under greedy decoding the trace
+under budget b is a prefix of the unforced trace, so each budget forks the cache at b and only
+decodes the short answer.
 """
 
 from __future__ import annotations
@@ -13,8 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scaling.errors import ScalingError
 from scaling.model import ModelConfig, apply, empty_cache
-from scaling.tasks.tokenizer import PAD
+from scaling.tasks.tokenizer import EOT, PAD
+
+NO_BUDGET = 1 << 30
 
 
 def left_pad(tokens: np.ndarray, prompt_len: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -27,21 +38,106 @@ def left_pad(tokens: np.ndarray, prompt_len: np.ndarray) -> tuple[np.ndarray, np
     return prompts.astype(np.int32), cols >= 0
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "max_new"))
-def greedy(cfg: ModelConfig, params, prompts_BxP, valid_BxP, *, max_new: int):
-    """Greedy continuation of left-padded prompts: (B, max_new) token ids."""
+def _prefill(cfg, params, prompts_BxP, valid_BxP, max_new):
     B, P = prompts_BxP.shape
     if P + max_new > cfg.max_len:
-        raise ValueError(f"prompt {P} + {max_new} new tokens exceed the model's max_len {cfg.max_len}")
+        raise ScalingError(f"prompt {P} + {max_new} new tokens exceed the model's max_len {cfg.max_len}")
     key_valid_BxS = jnp.zeros((B, cfg.max_len), bool).at[:, :P].set(valid_BxP).at[:, P:].set(True)
     logits_BxPxV, cache = apply(cfg, params, prompts_BxP, cache=empty_cache(cfg, B), pos=0, key_valid_BxS=key_valid_BxS)
-    first_B = jnp.argmax(logits_BxPxV[:, -1], axis=-1).astype(jnp.int32)
+    return logits_BxPxV[:, -1], cache, key_valid_BxS
+
+
+def _choose(logits_BxV, key, temperature, top_k: int):
+    if top_k:
+        kth = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
+        logits_BxV = jnp.where(logits_BxV < kth, -jnp.inf, logits_BxV)
+    sampled = jax.random.categorical(key, logits_BxV / jnp.maximum(temperature, 1e-6), axis=-1)
+    return jnp.where(temperature > 0, sampled, jnp.argmax(logits_BxV, axis=-1)).astype(jnp.int32)
+
+
+def _decode(cfg, params, prompts_BxP, valid_BxP, key, temperature, budget, min_think, max_new, top_k):
+    B, P = prompts_BxP.shape
+    last_BxV, cache, key_valid_BxS = _prefill(cfg, params, prompts_BxP, valid_BxP, max_new)
+
+    def pick(logits_BxV, i, thinking_B, key):
+        suppress = thinking_B[:, None] & (i < min_think) & (jnp.arange(cfg.vocab_size) == EOT)
+        token_B = _choose(jnp.where(suppress, -jnp.inf, logits_BxV), key, temperature, top_k)
+        return jnp.where(thinking_B & (i >= budget), EOT, token_B)
 
     def step(carry, i):
-        token_B, cache = carry
+        logits_BxV, thinking_B, cache = carry
+        token_B = pick(logits_BxV, i, thinking_B, jax.random.fold_in(key, i))
+        thinking_B = thinking_B & (token_B != EOT)
         logits_Bx1xV, cache = apply(cfg, params, token_B[:, None], cache=cache, pos=P + i, key_valid_BxS=key_valid_BxS)
-        nxt = jnp.argmax(logits_Bx1xV[:, 0], axis=-1).astype(jnp.int32)
-        return (nxt, cache), token_B
+        return (logits_Bx1xV[:, 0], thinking_B, cache), token_B
 
-    (_, _), out_NxB = jax.lax.scan(step, (first_B, cache), jnp.arange(max_new))
-    return out_NxB.T
+    (_, _, cache), tokens_NxB = jax.lax.scan(step, (last_BxV, jnp.ones((B,), bool), cache), jnp.arange(max_new))
+    return tokens_NxB.T, cache, key_valid_BxS
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "max_new", "top_k"))
+def decode(
+    cfg: ModelConfig,
+    params,
+    prompts_BxP,
+    valid_BxP,
+    key,
+    temperature=0.0,
+    budget=NO_BUDGET,
+    min_think=0,
+    *,
+    max_new: int,
+    top_k: int = 0,
+):
+    """Continue left-padded prompts for ``max_new`` tokens: (B, max_new) token ids.
+
+    ``budget`` and ``min_think`` may be scalars or per-row (B,) arrays.
+    """
+    return _decode(cfg, params, prompts_BxP, valid_BxP, key, temperature, budget, min_think, max_new, top_k)[0]
+
+
+def greedy(cfg: ModelConfig, params, prompts_BxP, valid_BxP, *, max_new: int):
+    """Greedy continuation of left-padded prompts: (B, max_new) token ids."""
+    return decode(cfg, params, prompts_BxP, valid_BxP, jax.random.key(0), max_new=max_new)
+
+
+def budgets_width(budgets, answer_len: int) -> int:
+    """Tokens ``decode_budgets`` returns per row: the largest budget, <eot>, the answer."""
+    return max(budgets) + answer_len + 1
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "budgets", "answer_len"))
+def decode_budgets(cfg: ModelConfig, params, prompts_BxP, valid_BxP, *, budgets: tuple[int, ...], answer_len: int):
+    """Greedy generations under every thinking budget from one pass: (n_budgets, B, G) token ids.
+
+    One unforced greedy pass writes G = max(budgets) + answer_len + 1 tokens and keeps its cache;
+    for budget b the cache is forked after b thinking tokens (later positions stay hidden by the
+    causal mask until the fork overwrites them), <eot> is fed at position P + b and ``answer_len``
+    tokens are decoded, for all budgets at once. Rows that ended thinking on their own before b keep
+    their unforced continuation, exactly as a separate forced decode would.
+    """
+    B, P = prompts_BxP.shape
+    G = budgets_width(budgets, answer_len)
+    full_BxG, cache, key_valid_BxS = _decode(
+        cfg, params, prompts_BxP, valid_BxP, jax.random.key(0), 0.0, NO_BUDGET, 0, G, 0
+    )
+    positions_G = jnp.arange(G)
+
+    def fork(b):
+        def step(carry, i):
+            token_B, cache = carry
+            logits_Bx1xV, cache = apply(
+                cfg, params, token_B[:, None], cache=cache, pos=P + b + i, key_valid_BxS=key_valid_BxS
+            )
+            nxt = jnp.argmax(logits_Bx1xV[:, 0], axis=-1).astype(jnp.int32)
+            return (nxt, cache), nxt
+
+        eot_B = jnp.full((B,), EOT, jnp.int32)
+        _, answer_NxB = jax.lax.scan(step, (eot_B, cache), jnp.arange(answer_len))
+        tail_NxB = jnp.concatenate([eot_B[None], answer_NxB], axis=0)
+        forced_BxG = jnp.where(positions_G[None, :] < b, full_BxG, PAD)
+        forced_BxG = jax.lax.dynamic_update_slice(forced_BxG, tail_NxB.T, (0, b))
+        ended_early_B = jnp.any((full_BxG == EOT) & (positions_G[None, :] < b), axis=1)
+        return jnp.where(ended_early_B[:, None], full_BxG, forced_BxG)
+
+    return jax.vmap(fork)(jnp.asarray(budgets, jnp.int32))

@@ -148,6 +148,34 @@ def data_mesh(batch_size: int) -> Mesh:
     return Mesh(np.array(devices), ("data",))
 
 
+def checkpoint_meta(cfg: ModelConfig, task: Task, seeds) -> dict:
+    """What a checkpoint must agree on to be resumed or evaluated: task, vocabulary, shape, seeds."""
+    return {
+        "task": task.name,
+        "vocab_size": cfg.vocab_size,
+        "d_model": cfg.d_model,
+        "n_layers": cfg.n_layers,
+        "n_heads": cfg.n_heads,
+        "d_ff": cfg.d_ff,
+        "seeds": [int(s) for s in seeds],
+    }
+
+
+def load_params(checkpoint_dir: str | Path, cfg: ModelConfig, task: Task, seeds) -> object:
+    """Parameters of every seed from the newest chunk of a training checkpoint (checked against
+    the task, vocabulary and model shape the caller expects)."""
+    from scaling.checkpoint import latest_chunk, restore
+    from scaling.errors import ScalingError
+
+    chunk = latest_chunk(checkpoint_dir)
+    if chunk is None:
+        raise ScalingError(f"{checkpoint_dir}: no checkpoint chunk found")
+    tc = TrainConfig(steps=1)
+    like = init_state(cfg, seeds, hyperparams(tc, cfg, 1, len(seeds)))
+    state, _ = restore(checkpoint_dir, chunk, like, expect=checkpoint_meta(cfg, task, seeds))
+    return state["params"]
+
+
 @dataclass
 class TrainResult:
     state: dict
@@ -179,8 +207,9 @@ def train(
     state = jax.device_put(init_state(cfg, seeds, hp), replicated)
     losses: list[np.ndarray] = []
     start = 0
+    meta = checkpoint_meta(cfg, task, seeds)
     if checkpoint_dir is not None and (found := latest_chunk(checkpoint_dir)) is not None:
-        state, losses = restore(checkpoint_dir, found, state)
+        state, losses = restore(checkpoint_dir, found, state, expect=meta)
         state = jax.device_put(state, replicated)
         losses = [losses]
         start = found + 1
@@ -192,7 +221,7 @@ def train(
         loss = np.asarray(metrics["loss"])  # the one host fetch per chunk
         losses.append(loss)
         if checkpoint_dir is not None:
-            save(checkpoint_dir, chunk, state, np.concatenate(losses, axis=1))
+            save(checkpoint_dir, chunk, state, np.concatenate(losses, axis=1), meta)
         if on_chunk is not None:
             on_chunk(chunk + 1, n_chunks, loss)
         if stop_after_chunks is not None and chunk + 1 - start >= stop_after_chunks:

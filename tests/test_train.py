@@ -56,7 +56,7 @@ def test_checkpoint_resume_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(resumed.loss_SxN, straight.loss_SxN)
     for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert len(list(tmp_path.iterdir())) == 1  # only the newest chunk is kept
+    assert len(list(tmp_path.glob("chunk_*"))) == 1  # only the newest chunk is kept
 
 
 SHARDED = textwrap.dedent("""
@@ -136,6 +136,8 @@ def write(tmp_path, text):
         ("train: {steps: 10, cut_frac: 1.5}\n", r"train.cut_frac: expected a fraction in \[0, 1\]"),
         ("train: [1, 2\n", r"invalid YAML"),
         ("seeds: [0, 0]\ntrain: {steps: 10}\n", r"seeds: expected a non-empty list of distinct integers"),
+        ("train: {steps: 10}\ntesttime: {budgets: [4, -1]}\n", r"testtime.budgets: expected thinking budgets >= 0"),
+        ("train: {steps: 10}\ntesttime: {ks: [0]}\n", r"testtime.ks: expected sample counts k >= 1"),
     ],
 )
 def test_bad_run_configs_name_file_key_and_expectation(tmp_path, text, message):
@@ -154,6 +156,7 @@ def test_scaling_run_trains_evaluates_and_tabulates(tmp_path):
         seeds: [0, 1]
         train: {steps: 40, batch_size: 16, chunk_steps: 20, difficulties: [1, 2]}
         eval: {difficulties: [1, 3], n_per_difficulty: 8}
+        testtime: {budgets: [0, 2], ks: [1, 2], n_per_difficulty: 2}
     """,
     )
     r = subprocess.run(
@@ -168,6 +171,10 @@ def test_scaling_run_trains_evaluates_and_tabulates(tmp_path):
     assert {"model", "params", "non_embedding_params", "train_flops", "accuracy", "in_train_range"} <= set(df.columns)
     assert df["accuracy"].between(0, 1).all()
     assert (tmp_path / "out" / "d32" / "metrics.json").exists()
+    tt = pd.read_csv(tmp_path / "out" / "d32" / "testtime.csv")
+    assert set(tt["strategy"]) == {"budget", "majority", "pass@k", "best_of_n", "rethink"}
+    assert len(tt[tt.strategy == "budget"]) == 2 * 2 * 3 * 2  # seeds x budgets x difficulties x problems
+    assert "test-time compute" in r.stdout
     r = subprocess.run(
         [sys.executable, "-m", "scaling", "run", str(tmp_path / "missing.yaml")],
         capture_output=True,
@@ -179,3 +186,19 @@ def test_scaling_run_trains_evaluates_and_tabulates(tmp_path):
 
 def test_config_defaults_validate():
     RunConfig(train=TrainConfig(steps=10)).validate()
+
+
+def test_checkpoint_for_another_task_or_vocabulary_is_refused(tmp_path):
+    from scaling.errors import ScalingError
+    from scaling.train import load_params
+
+    train(TINY, TASK, TC, [0], checkpoint_dir=tmp_path, stop_after_chunks=1)
+    params = load_params(tmp_path, TINY, TASK, [0])
+    assert jax.tree.leaves(params)[0].shape[0] == 1
+    with pytest.raises(ScalingError, match=r"task='sum' \(expected 'add'\)"):
+        load_params(tmp_path, TINY, get_task("add"), [0])
+    other_vocab = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=64, vocab_size=60)
+    with pytest.raises(ScalingError, match=r"vocab_size=\d+ \(expected 60\)"):
+        load_params(tmp_path, other_vocab, TASK, [0])
+    with pytest.raises(ScalingError, match="no checkpoint chunk"):
+        load_params(tmp_path / "nowhere", TINY, TASK, [0])
