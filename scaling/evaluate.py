@@ -1,4 +1,5 @@
-"""Accuracy of trained models on held-out problems, per difficulty, from their own greedy generations."""
+"""Held-out evaluation from the models' own generations: accuracy per difficulty, and test-time
+strategies (thinking budgets, majority vote, pass@k, best-of-n, re-thinking) with token accounting."""
 
 from __future__ import annotations
 
@@ -57,9 +58,6 @@ def accuracy_table(cfg: ModelConfig, params_S, seeds, task: Task, ec: EvalConfig
 
 
 # ---------------------------------------------------------------- test-time compute strategies
-
-STRATEGIES = ("budget", "majority", "pass@k", "best_of_n", "rethink")
-
 
 def split_generation(gen_NxG: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
     """Per row: thinking tokens (before the first <eot>), answer tokens (after it, through <eos>),
