@@ -59,6 +59,7 @@ def accuracy_table(cfg: ModelConfig, params_S, seeds, task: Task, ec: EvalConfig
 
 # ---------------------------------------------------------------- test-time compute strategies
 
+
 def split_generation(gen_NxG: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
     """Per row: thinking tokens (before the first <eot>), answer tokens (after it, through <eos>),
     and the answer as bytes (comparable; b'' when there is no <eot>)."""
