@@ -207,7 +207,15 @@ def train(
     state = jax.device_put(init_state(cfg, seeds, hp), replicated)
     losses: list[np.ndarray] = []
     start = 0
-    meta = checkpoint_meta(cfg, task, seeds)
+    # Resuming also requires the same schedule and data stream, not just the same shapes.
+    meta = checkpoint_meta(cfg, task, seeds) | {
+        "steps": steps,
+        "batch_size": tc.batch_size,
+        "lr": float(hp["lr"][0]),
+        "difficulties": list(tc.difficulties),
+        "cut_frac": tc.cut_frac,
+        "chunk_steps": tc.chunk_steps,
+    }
     if checkpoint_dir is not None and (found := latest_chunk(checkpoint_dir)) is not None:
         state, losses = restore(checkpoint_dir, found, state, expect=meta)
         state = jax.device_put(state, replicated)

@@ -202,3 +202,12 @@ def test_checkpoint_for_another_task_or_vocabulary_is_refused(tmp_path):
         load_params(tmp_path, other_vocab, TASK, [0])
     with pytest.raises(ScalingError, match="no checkpoint chunk"):
         load_params(tmp_path / "nowhere", TINY, TASK, [0])
+
+
+def test_resuming_with_another_schedule_is_refused(tmp_path):
+    from scaling.errors import ScalingError
+
+    train(TINY, TASK, TC, [0], checkpoint_dir=tmp_path, stop_after_chunks=1)
+    longer = TrainConfig(steps=40, batch_size=16, chunk_steps=5, difficulties=(1, 2), lr=3e-3, min_steps=1)
+    with pytest.raises(ScalingError, match=r"steps=20 \(expected 40\)"):
+        train(TINY, TASK, longer, [0], checkpoint_dir=tmp_path)
