@@ -66,6 +66,53 @@ class TestTimeConfig:
 
 
 @dataclass(frozen=True)
+class RLConfig:
+    """On-policy RL with verifiable rewards (see ``scaling.rl``)."""
+
+    group_size: int = 8
+    prompts_per_step: int = 16
+    lr: float = 1e-4
+    advantage: str = "dr_grpo"
+    clip: float | None = None  # PPO clip epsilon; None is a plain on-policy step
+    inner_epochs: int = 1
+    kl_coef: float = 0.0
+    temperature: float = 1.0
+    band: tuple[float, float] = (0.2, 0.8)  # pass-rate band of prompts at the edge of competence
+    reward_flip: float = 0.0  # fraction of rewards flipped (noisy feedback)
+
+    def validate(self, where: str = "config", prefix: str = "rl.") -> RLConfig:
+        from scaling.rl import ADVANTAGES
+
+        def bad(key: str, expected: str, value: Any) -> ConfigError:
+            return ConfigError(f"{where}: {prefix}{key}: expected {expected}, got {value!r}")
+
+        if self.group_size < 2:
+            raise bad("group_size", "an integer >= 2 (advantages compare completions within a group)", self.group_size)
+        if self.prompts_per_step < 1 or self.inner_epochs < 1:
+            raise bad(
+                "prompts_per_step" if self.prompts_per_step < 1 else "inner_epochs",
+                "an integer >= 1",
+                self.prompts_per_step if self.prompts_per_step < 1 else self.inner_epochs,
+            )
+        if self.advantage not in ADVANTAGES:
+            raise bad("advantage", f"one of {list(ADVANTAGES)}", self.advantage)
+        lo, hi = self.band
+        if not (0 <= lo <= hi <= 1):
+            raise bad("band", "[lo, hi] with 0 <= lo <= hi <= 1", [lo, hi])
+        if not 0 <= self.reward_flip <= 1:
+            raise bad("reward_flip", "a fraction in [0, 1]", self.reward_flip)
+        if not self.lr > 0 or not self.temperature > 0 or self.kl_coef < 0:
+            raise bad(
+                "lr/temperature/kl_coef",
+                "lr > 0, temperature > 0, kl_coef >= 0",
+                [self.lr, self.temperature, self.kl_coef],
+            )
+        if self.clip is not None and not 0 < self.clip < 1:
+            raise bad("clip", "a clip epsilon in (0, 1) or null", self.clip)
+        return self
+
+
+@dataclass(frozen=True)
 class RunConfig:
     task: str = "sum"
     models: tuple[str, ...] = ("d48",)
