@@ -163,3 +163,71 @@ def rl_step(
         **{k: v[-1] for k, v in aux.items()},
     }
     return params, opt_state, metrics
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("cfg", "group_size", "max_new", "advantage", "clip", "inner_epochs"),
+    donate_argnames=("params_S", "opt_S"),
+)
+def rl_chunk(
+    cfg,
+    params_S,
+    opt_S,
+    ref_S,
+    prompts_KxPxL,
+    valid_KxPxL,
+    answer_KxPxA,
+    answer_len_KxP,
+    keys_SxK,
+    hp,
+    *,
+    group_size,
+    max_new,
+    advantage="dr_grpo",
+    clip=None,
+    inner_epochs=1,
+):
+    """K RL steps for every seed: scan over steps inside, vmap over seeds outside (prompts shared).
+
+    Returns params, optimiser states and per-step metrics (S, K, ...) without the completions."""
+
+    def one_seed(params, opt, ref, keys_K):
+        def body(carry, xs):
+            p, o = carry
+            prompts, valid, answer, answer_len, key = xs
+            p, o, m = rl_step(
+                cfg,
+                p,
+                o,
+                ref,
+                prompts,
+                valid,
+                answer,
+                answer_len,
+                key,
+                hp,
+                group_size=group_size,
+                max_new=max_new,
+                advantage=advantage,
+                clip=clip,
+                inner_epochs=inner_epochs,
+            )
+            m.pop("completions")
+            return (p, o), m
+
+        xs = (prompts_KxPxL, valid_KxPxL, answer_KxPxA, answer_len_KxP, keys_K)
+        return jax.lax.scan(body, (params, opt), xs)
+
+    (params_S, opt_S), metrics = jax.vmap(one_seed)(params_S, opt_S, ref_S, keys_SxK)
+    return params_S, opt_S, metrics
+
+
+def band_weights(pass_rate_D, band, floor: float = 0.05):
+    """Sampling weight per difficulty: 1 inside the pass-rate band (the edge of competence),
+    ``floor`` outside, so that estimates outside the band keep being refreshed."""
+    import numpy as np
+
+    lo, hi = band
+    w = np.where((pass_rate_D >= lo) & (pass_rate_D <= hi), 1.0, floor)
+    return w / w.sum()
