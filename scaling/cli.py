@@ -94,9 +94,51 @@ def cmd_law(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from scaling.run import main as run_main
+    from pathlib import Path
 
-    run_main(args.config, args.out)
+    from scaling.sweep import maybe_initialize_distributed, run_sweep
+
+    maybe_initialize_distributed()
+    out = args.out or str(Path("runs") / Path(args.config).stem)
+    results = run_sweep(
+        args.config,
+        out,
+        overrides=args.set or [],
+        worker=args.worker,
+        workers=args.workers,
+        retry_failed=args.retry_failed,
+        dry_run=args.dry_run,
+        stale_after=args.stale_after,
+    )
+    if results is not None and not results.empty:
+        from scaling.stages import summary
+
+        print(summary(results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from scaling.sweep import status_text
+
+    print(status_text(args.dir))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from scaling.submit import submit
+
+    jobs = submit(
+        args.config,
+        args.out,
+        workers=args.workers,
+        executor=args.executor,
+        overrides=args.set or [],
+        folder=args.logs,
+        slurm=dict(kv.split("=", 1) for kv in args.slurm or []),
+        wait=args.wait,
+    )
+    for job in jobs:
+        print(f"submitted worker job {job.job_id}")
     return 0
 
 
@@ -144,10 +186,35 @@ def build_parser() -> argparse.ArgumentParser:
     law.add_argument("--level", type=float, default=0.95)
     law.set_defaults(func=cmd_law)
 
-    r = sub.add_parser("run", help="train and evaluate the models of a run config (YAML)")
+    r = sub.add_parser("run", help="run a sweep config (YAML): cached stages, resumable, shareable among workers")
     r.add_argument("config")
     r.add_argument("--out", help="output directory (default runs/<config name>)")
+    r.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a setting; repeatable")
+    r.add_argument("--dry-run", action="store_true", help="print points, stages, cache status and FLOPs; run nothing")
+    r.add_argument("--retry-failed", action="store_true", help="rerun stages recorded as failed")
+    r.add_argument("--worker", type=int, help="this worker's index (default: SLURM array task, else 0)")
+    r.add_argument("--workers", type=int, help="number of workers sharing --out (default: SLURM array size, else 1)")
+    r.add_argument(
+        "--stale-after", type=float, default=120.0, help="seconds without heartbeat before a claim is taken over"
+    )
     r.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("status", help="summarise a sweep directory's progress and failures")
+    st.add_argument("dir")
+    st.set_defaults(func=cmd_status)
+
+    sm = sub.add_parser("submit", help="launch sweep workers through submitit (SLURM, or local processes)")
+    sm.add_argument("config")
+    sm.add_argument("--out", required=True)
+    sm.add_argument("--workers", type=int, default=1)
+    sm.add_argument("--executor", choices=["auto", "slurm", "local"], default="auto")
+    sm.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
+    sm.add_argument("--logs", default=None, help="submitit log folder (default OUT/submitit)")
+    sm.add_argument(
+        "--slurm", action="append", metavar="KEY=VALUE", help="submitit parameter, e.g. slurm_partition=gpu"
+    )
+    sm.add_argument("--wait", action="store_true", help="wait for the workers and report failures")
+    sm.set_defaults(func=cmd_submit)
 
     b = sub.add_parser("bench", help="measure speed and print figures")
     b.add_argument("--json", action="store_true", help="print one JSON object")

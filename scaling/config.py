@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from scaling.errors import ScalingError
@@ -79,6 +80,13 @@ class RLConfig:
     temperature: float = 1.0
     band: tuple[float, float] = (0.2, 0.8)  # pass-rate band of prompts at the edge of competence
     reward_flip: float = 0.0  # fraction of rewards flipped (noisy feedback)
+    # The RL stage of a run: RL data volume is counted in distinct prompts; held-out accuracy is
+    # measured at each ``ladder`` volume (empty: 0 and ``ladder_points`` log-spaced volumes up to ``prompts``).
+    prompts: int = 1024
+    ladder: tuple[int, ...] = ()
+    ladder_points: int = 6
+    difficulties: tuple[int, int] | None = None  # RL prompt difficulties; None: the supervised range
+    chunk_steps: int = 8  # RL steps per compiled chunk (pass rates and the ladder update per chunk)
 
     def validate(self, where: str = "config", prefix: str = "rl.") -> RLConfig:
         from scaling.rl import ADVANTAGES
@@ -109,7 +117,29 @@ class RLConfig:
             )
         if self.clip is not None and not 0 < self.clip < 1:
             raise bad("clip", "a clip epsilon in (0, 1) or null", self.clip)
+        if self.prompts < self.prompts_per_step:
+            raise bad("prompts", f"an integer >= prompts_per_step ({self.prompts_per_step})", self.prompts)
+        if any(not 0 <= v <= self.prompts for v in self.ladder):
+            raise bad("ladder", f"prompt counts in [0, prompts={self.prompts}]", list(self.ladder))
+        if self.ladder_points < 1 or self.chunk_steps < 1:
+            raise bad("ladder_points/chunk_steps", "integers >= 1", [self.ladder_points, self.chunk_steps])
+        if self.difficulties is not None and not 1 <= self.difficulties[0] <= self.difficulties[1]:
+            raise bad("difficulties", "[lo, hi] with 1 <= lo <= hi, or null", list(self.difficulties))
         return self
+
+    @property
+    def steps(self) -> int:
+        """RL steps: whole chunks covering ``prompts``."""
+        chunk_prompts = self.chunk_steps * self.prompts_per_step
+        return -(-self.prompts // chunk_prompts) * self.chunk_steps
+
+    def ladder_volumes(self) -> list[int]:
+        """Prompt counts at which held-out accuracy is measured (0 is the supervised start)."""
+        if self.ladder:
+            return sorted(set(self.ladder))
+        chunk_prompts = self.chunk_steps * self.prompts_per_step
+        points = np.geomspace(chunk_prompts, max(self.prompts, chunk_prompts), self.ladder_points)
+        return [0, *sorted({round(float(v) / chunk_prompts) * chunk_prompts for v in points})]
 
 
 @dataclass(frozen=True)
@@ -120,6 +150,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     testtime: TestTimeConfig = field(default_factory=TestTimeConfig)
+    rl: RLConfig | None = None  # an RL stage after supervised training
 
     def validate(self, where: str = "config") -> RunConfig:
         from scaling.model import PRESETS
@@ -178,6 +209,8 @@ class RunConfig:
             raise bad("testtime.temperature", "a temperature > 0 for sampling", tt.temperature)
         if tt.n_per_difficulty < 1:
             raise bad("testtime.n_per_difficulty", "an integer >= 1", tt.n_per_difficulty)
+        if self.rl is not None:
+            self.rl.validate(where)
         task = TASKS[self.task]
         for key, (lo, hi) in [("train.difficulties", t.difficulties), ("eval.difficulties", e.difficulties)]:
             if not (task.min_difficulty <= lo <= hi):
@@ -213,6 +246,11 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
         return tuple(_coerce(v, a, f"{key}[{i}]", where) for i, (v, a) in enumerate(zip(value, args)))
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp is str and isinstance(value, str):

@@ -32,17 +32,17 @@ def rl_train(
     task: Task,
     rc: RLConfig,
     seeds,
-    steps: int,
     difficulties: tuple[int, int],
     ec: EvalConfig,
-    ladder: list[int],
-    chunk: int = 10,
     seed: int = 0,
+    on_chunk=None,
 ) -> RLResult:
-    """RL from ``params_S`` (one model per seed; its buffers are donated) for ``steps`` steps of
-    ``rc.prompts_per_step`` prompts, evaluating held-out accuracy when ``ladder`` prompt counts are reached."""
+    """RL from ``params_S`` (one model per seed; its buffers are donated) for ``rc.steps`` steps of
+    ``rc.prompts_per_step`` prompts on ``difficulties`` (``rc.difficulties`` wins when set), evaluating
+    held-out accuracy when the ``rc.ladder_volumes()`` prompt counts are reached."""
     rc.validate()
-    lo, hi = difficulties
+    lo, hi = rc.difficulties or difficulties
+    chunk, steps = rc.chunk_steps, rc.steps
     levels = np.arange(lo, hi + 1)
     pass_rate = np.full(len(levels), 0.5)  # optimistic start: every level is sampled
     max_new = max_new_tokens(task, levels)
@@ -57,7 +57,7 @@ def rl_train(
     rng = np.random.default_rng(seed)
     rows, ladder_rows = [], []
     seen = 0
-    pending = sorted(ladder)
+    pending = rc.ladder_volumes()
 
     def evaluate(params_S, seen):
         acc = accuracy_table(cfg, params_S, list(seeds), task, ec)
@@ -102,6 +102,8 @@ def rl_train(
             for k in range(K):
                 rows.append({"step": c * K + k, "seed": s, **{key: float(v[si, k]) for key, v in m.items()}})
         seen += K * P
+        if on_chunk is not None:
+            on_chunk(c + 1, steps // chunk, float(rates.mean()))
         while pending and seen >= pending[0]:
             evaluate(params_S, seen)
             pending.pop(0)

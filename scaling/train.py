@@ -10,6 +10,7 @@ collapses to a single device on a CPU. Data for chunk c of seed s comes from
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,6 +149,12 @@ def data_mesh(batch_size: int) -> Mesh:
     return Mesh(np.array(devices), ("data",))
 
 
+def global_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global array from the full host batch: every process generates the same batch from the
+    seed and contributes only its own shards, so the same code runs on one device or many hosts."""
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
 def checkpoint_meta(cfg: ModelConfig, task: Task, seeds) -> dict:
     """What a checkpoint must agree on to be resumed or evaluated: task, vocabulary, shape, seeds."""
     return {
@@ -172,6 +179,9 @@ def load_params(checkpoint_dir: str | Path, cfg: ModelConfig, task: Task, seeds)
         raise ScalingError(f"{checkpoint_dir}: no checkpoint chunk found")
     tc = TrainConfig(steps=1)
     like = init_state(cfg, seeds, hyperparams(tc, cfg, 1, len(seeds)))
+    meta_path = Path(checkpoint_dir) / "meta.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text()).get("layout") == "params":
+        like = {"params": like["params"]}  # parameters only (e.g. after RL)
     state, _ = restore(checkpoint_dir, chunk, like, expect=checkpoint_meta(cfg, task, seeds))
     return state["params"]
 
@@ -223,8 +233,8 @@ def train(
         start = found + 1
     for chunk in range(start, n_chunks):
         batches = [chunk_batches(task, tc, s, chunk, steps, seq_len) for s in seeds]
-        tokens = jax.device_put(np.stack([b[0] for b in batches]), batch_sharding)
-        mask = jax.device_put(np.stack([b[1] for b in batches]), batch_sharding)
+        tokens = global_array(np.stack([b[0] for b in batches]), batch_sharding)
+        mask = global_array(np.stack([b[1] for b in batches]), batch_sharding)
         state, metrics = train_chunk(cfg, state, tokens, mask, hp)
         loss = np.asarray(metrics["loss"])  # the one host fetch per chunk
         losses.append(loss)

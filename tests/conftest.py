@@ -1,6 +1,11 @@
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Sweeps enable the persistent XLA cache; tests (and the CLI subprocesses they start) use a private one.
+os.environ["SCALING_JAX_CACHE"] = tempfile.mkdtemp(prefix="scaling-xla-cache-")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -143,23 +143,15 @@ def test_rl_loop_runs_chunks_and_evaluates_a_data_ladder():
 
     cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=96)
     params = jax.vmap(lambda k: init_params(cfg, k))(jax.vmap(jax.random.key)(jnp.arange(2, dtype=jnp.uint32)))
-    rc = RLConfig(group_size=2, prompts_per_step=4, reward_flip=0.3)
+    rc = RLConfig(group_size=2, prompts_per_step=4, reward_flip=0.3, prompts=16, ladder=(0, 8, 16), chunk_steps=2)
     res = rl_train(
-        cfg,
-        params,
-        get_task("add"),
-        rc,
-        [0, 1],
-        4,
-        (1, 2),
-        EvalConfig(difficulties=(1, 3), n_per_difficulty=4),
-        ladder=[0, 8, 16],
-        chunk=2,
+        cfg, params, get_task("add"), rc, [0, 1], (1, 2), EvalConfig(difficulties=(1, 3), n_per_difficulty=4)
     )
     assert sorted(res.ladder["prompts_seen"].unique()) == [0, 8, 16]
     assert len(res.ladder) == 3 * 2 * 3  # ladder points x seeds x difficulties
     assert len(res.metrics) == 4 * 2 and {"reward", "kept_groups", "kl", "entropy", "clip_frac"} <= set(
         res.metrics.columns
     )
+    assert RLConfig(prompts=1000, prompts_per_step=16, chunk_steps=8).ladder_volumes() == [0, 128, 256, 384, 640, 1024]
     w = band_weights(np.array([0.0, 0.5, 1.0]), (0.2, 0.8))
     assert w[1] > w[0] and w[1] > w[2] and w.sum() == pytest.approx(1.0)

@@ -1,0 +1,261 @@
+"""Sweep configs -> points -> a graph of stages keyed by content hashes.
+
+A sweep config is a run config (see ``scaling.config.RunConfig``) plus axes:
+
+    models: [d32, d48, d64]            # several presets: an implicit grid axis
+    seeds: [0, 1, 2]                   # every point trains all seeds in one program
+    axes:                              # grid: every combination
+      train.tokens_per_param: {logspace: [5, 40, 4]}
+      rl.reward_flip: [0.0, 0.1]
+    zip:                               # zipped: lists of one length, varied together (one more grid axis)
+      train.lr: [1e-3, 3e-3]
+      train.batch_size: [32, 64]
+
+Value helpers: ``{logspace: [lo, hi, n]}`` (geometric), ``{linspace: [lo, hi, n]}``; integers for
+integer settings. ``--set key.path=value`` overrides any setting (YAML syntax for the value).
+
+A stage's key hashes its kind, its own settings and its inputs' keys, so points that share an
+upstream stage (one supervised model per preset, seeds and training settings) share its directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from scaling.config import ConfigError, RunConfig, from_dict
+
+HELPERS = {"logspace": np.geomspace, "linspace": np.linspace}
+
+
+@dataclass(frozen=True)
+class Stage:
+    kind: str  # train | rl | eval
+    key: str
+    deps: tuple[str, ...]  # names of input stages
+    settings: dict  # what the key hashes (besides kind and deps)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.key}"
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int
+    axes: dict[str, Any]  # axis key path -> value
+    run: RunConfig  # one preset
+    stages: dict[str, str]  # kind -> stage name
+
+
+@dataclass
+class Plan:
+    source: str
+    raw: dict  # the config after --set, axes included
+    axis_names: list[str]
+    points: list[Point]
+    stages: dict[str, Stage]  # name -> stage, in dependency order
+    runs: dict[str, RunConfig]  # stage name -> a run config that has it
+
+    def users(self, name: str) -> list[int]:
+        return [p.index for p in self.points if name in p.stages.values()]
+
+
+def _setting_type(path: str, where: str) -> Any:
+    """The annotation of a dotted setting path of RunConfig, or a ConfigError with a did-you-mean."""
+    cls: Any = RunConfig
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            prefix = ".".join(parts[:i])
+            known = [f"{prefix}.{n}" if prefix else n for n in hints]
+            close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; settings here: {known}"
+            raise ConfigError(f"{where}: {path!r} names no setting{hint}")
+        tp = hints[part]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and dataclasses.is_dataclass(args[0]):
+            tp = args[0]
+        if i < len(parts) - 1:
+            if not dataclasses.is_dataclass(tp):
+                raise ConfigError(f"{where}: {path!r} names no setting ({'.'.join(parts[: i + 1])} has no sub-keys)")
+            cls = tp
+    return tp
+
+
+def _set(d: dict, path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for p in parents:
+        node = d.get(p)
+        if not isinstance(node, dict):
+            node = d[p] = {}
+        d = node
+    d[leaf] = value
+
+
+def axis_values(spec: Any, path: str, where: str) -> list:
+    """The values of one axis: a non-empty list, or a ``{logspace|linspace: [lo, hi, n]}`` helper."""
+    tp = _setting_type(path, where)
+    if isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in HELPERS:
+        ((name, args),) = spec.items()
+        ok = isinstance(args, list) and len(args) == 3 and all(isinstance(a, (int, float)) for a in args)
+        if not ok or args[2] < 1 or int(args[2]) != args[2] or (name == "logspace" and min(args[:2]) <= 0):
+            raise ConfigError(
+                f"{where}: {path}: {name}: expected [lo, hi, n] with n >= 1 (and lo, hi > 0), got {args!r}"
+            )
+        values = HELPERS[name](args[0], args[1], int(args[2])).tolist()
+        if tp is int or (typing.get_origin(tp) is not None and int in typing.get_args(tp)):
+            values = sorted({round(v) for v in values})
+        return values
+    if not isinstance(spec, list):
+        raise ConfigError(f"{where}: {path}: expected a list of values or {{logspace: [lo, hi, n]}}, got {spec!r}")
+    if not spec:
+        raise ConfigError(f"{where}: {path}: empty axis (expected at least one value)")
+    return spec
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key.path=value`` (value in YAML syntax) -> (path, value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.path=value")
+    path, value = text.split("=", 1)
+    try:
+        return path.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: invalid YAML value ({e})") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    return data
+
+
+def expand(raw: dict, where: str) -> tuple[list[str], list[tuple[dict, RunConfig]]]:
+    """Axis names and, per point, its axis values and validated one-preset RunConfig."""
+    raw = copy.deepcopy(raw)
+    grid, zipped = raw.pop("axes", None) or {}, raw.pop("zip", None) or {}
+    for name, block in (("axes", grid), ("zip", zipped)):
+        if not isinstance(block, dict):
+            raise ConfigError(f"{where}: {name}: expected a mapping of setting paths to values, got {block!r}")
+    models = raw.get("models", ["d48"])
+    models = models if isinstance(models, list) else [models]
+    if "models" in grid or "models" in zipped:
+        raise ConfigError(f"{where}: axes.models: list the presets under the top-level 'models' key")
+    dims: list[tuple[list[str], list[tuple]]] = []
+    if len(models) > 1:
+        dims.append((["models"], [(m,) for m in models]))
+    for path, spec in grid.items():
+        dims.append(([path], [(v,) for v in axis_values(spec, path, f"{where}: axes")]))
+    if zipped:
+        cols = {p: axis_values(s, p, f"{where}: zip") for p, s in zipped.items()}
+        lengths = {p: len(v) for p, v in cols.items()}
+        if len(set(lengths.values())) != 1:
+            raise ConfigError(f"{where}: zip: expected lists of one length, got lengths {lengths}")
+        dims.append((list(cols), list(zip(*cols.values()))))
+    names = [n for paths, _ in dims for n in paths]
+    points = []
+    for combo in itertools.product(*[values for _, values in dims]):
+        d = copy.deepcopy(raw)
+        if len(models) > 1:
+            d["models"] = [models[0]]
+        axes = {}
+        for (paths, _), values in zip(dims, combo):
+            for p, v in zip(paths, values):
+                _set(d, p, [v] if p == "models" else v)
+                axes[p] = v
+        label = where + (" at " + ", ".join(f"{k}={v}" for k, v in axes.items()) if axes else "")
+        points.append((axes, from_dict(RunConfig, d, label).validate(label)))
+    return names, points
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def point_stages(run: RunConfig) -> list[Stage]:
+    """train -> [rl] -> eval for one point. Each stage hashes only the settings it reads."""
+    from scaling.stages import model_max_len
+
+    base = {"task": run.task, "model": run.models[0], "seeds": list(run.seeds)}
+    train = {**base, "train": dataclasses.asdict(run.train)}
+    stages = [Stage("train", _digest(["train", train]), (), train)]
+    if run.rl is not None:
+        rl = {**base, "rl": dataclasses.asdict(run.rl), "eval": dataclasses.asdict(run.eval)}
+        rl["max_len"] = model_max_len(run)
+        rl["train_difficulties"] = list(run.train.difficulties)
+        deps = (stages[-1].name,)
+        stages.append(Stage("rl", _digest(["rl", rl, deps]), deps, rl))
+    ev = {**base, "eval": dataclasses.asdict(run.eval), "testtime": dataclasses.asdict(run.testtime)}
+    ev["max_len"] = model_max_len(run)
+    deps = (stages[-1].name,)
+    stages.append(Stage("eval", _digest(["eval", ev, deps]), deps, ev))
+    return stages
+
+
+def make_plan(config_path: str | Path, overrides: list[str] = ()) -> Plan:
+    """Read, override, validate and expand a sweep config into points and deduplicated stages."""
+    where = str(config_path)
+    raw = read_yaml(config_path)
+    for text in overrides:
+        path, value = parse_override(text)
+        if path.split(".")[0] not in ("axes", "zip"):
+            _setting_type(path, f"{where}: --set")
+        _set(raw, path, value)
+    names, expanded = expand(raw, where)
+    stages: dict[str, Stage] = {}
+    runs: dict[str, RunConfig] = {}
+    points = []
+    for i, (axes, run) in enumerate(expanded):
+        own = point_stages(run)
+        for s in own:
+            stages.setdefault(s.name, s)
+            runs.setdefault(s.name, run)
+        points.append(Point(i, axes, run, {s.kind: s.name for s in own}))
+    order = {"train": 0, "rl": 1, "eval": 2}
+    ordered = dict(sorted(stages.items(), key=lambda kv: order[kv[1].kind]))
+    return Plan(where, raw, names, points, ordered, runs)
+
+
+def describe(plan: Plan, status: dict[str, str]) -> str:
+    """The dry-run text: points with their axis values, then stages with status and estimated FLOPs."""
+    from scaling.stages import estimate_flops
+
+    lines = [
+        f"{plan.source}: {len(plan.points)} points x {len(plan.points[0].run.seeds)} seeds, "
+        f"{len(plan.stages)} stages; axes: {', '.join(plan.axis_names) or '(none)'}"
+    ]
+    for p in plan.points:
+        values = ", ".join(f"{k}={v}" for k, v in p.axes.items()) or "(base)"
+        lines.append(f"  point {p.index:3d}  {values}  -> {' '.join(p.stages.values())}")
+    total = 0.0
+    lines.append(f"  {'stage':24s} {'status':8s} {'est. FLOPs':>10s}  points")
+    for name, stage in plan.stages.items():
+        flops = estimate_flops(plan.runs[name], stage.kind)
+        total += flops if status.get(name) != "done" else 0.0
+        lines.append(f"  {name:24s} {status.get(name, 'pending'):8s} {flops:10.2e}  {len(plan.users(name))}")
+    counts = {s: list(status.values()).count(s) for s in ("done", "failed", "claimed")}
+    lines.append(
+        f"cached: {counts['done']} done, {counts['failed']} failed, {counts['claimed']} claimed; "
+        f"to compute: {len(plan.stages) - counts['done']} stages, about {total:.2e} FLOPs"
+    )
+    return "\n".join(lines)

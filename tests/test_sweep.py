@@ -1,0 +1,227 @@
+"""Sweeps: config validation, stage sharing, kill-and-resume, two workers, failures, compile counts."""
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scaling.config import ConfigError
+from scaling.plan import make_plan
+from scaling.sweep import run_sweep, status_text
+
+SWEEP = """
+task: sum
+models: [d32, d48]
+seeds: [0, 1]
+train: {steps: 40, batch_size: 16, chunk_steps: 10, difficulties: [1, 2]}
+eval: {difficulties: [1, 3], n_per_difficulty: 8}
+rl: {prompts: 16, prompts_per_step: 4, group_size: 2, chunk_steps: 2, ladder_points: 2}
+axes:
+  rl.reward_flip: [0.0, 0.2]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def scaling_cli(*args, timeout=600, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scaling", *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw
+    )
+
+
+def runs_per_stage(out: Path) -> dict[str, int]:
+    return {d.name: len((d / "runs.jsonl").read_text().splitlines()) for d in (out / "stages").iterdir()}
+
+
+def test_plan_shares_upstream_stages_and_expands_helpers(tmp_path):
+    plan = make_plan(write(tmp_path, SWEEP))
+    assert len(plan.points) == 4 and plan.axis_names == ["models", "rl.reward_flip"]
+    kinds = [s.kind for s in plan.stages.values()]
+    assert kinds.count("train") == 2 and kinds.count("rl") == 4 and kinds.count("eval") == 4
+    # one supervised model per preset serves both reward-noise levels
+    assert plan.points[0].stages["train"] == plan.points[1].stages["train"] != plan.points[2].stages["train"]
+    text = SWEEP.replace("rl.reward_flip: [0.0, 0.2]", "train.steps: {logspace: [10, 1000, 3]}")
+    plan = make_plan(write(tmp_path, text + "zip:\n  train.lr: [0.001, 0.003]\n  train.batch_size: [8, 16]\n"))
+    assert sorted({p.run.train.steps for p in plan.points}) == [10, 100, 1000]
+    assert {(p.run.train.lr, p.run.train.batch_size) for p in plan.points} == {(0.001, 8), (0.003, 16)}
+    assert len(plan.points) == 2 * 3 * 2
+    # --set overrides a setting and changes the stage keys that read it
+    other = make_plan(write(tmp_path, SWEEP), ["eval.n_per_difficulty=16"])
+    base = make_plan(write(tmp_path, SWEEP))
+    assert other.points[0].run.eval.n_per_difficulty == 16
+    assert other.points[0].stages["train"] == base.points[0].stages["train"]
+    assert other.points[0].stages["eval"] != base.points[0].stages["eval"]
+
+
+@pytest.mark.parametrize(
+    "text, overrides, message",
+    [
+        ("task: sum\nmodels: [d32\n", [], r"sweep.yaml: invalid YAML"),
+        (
+            SWEEP.replace("chunk_steps: 10", "chunk_stesp: 10"),
+            [],
+            r"train.chunk_stesp: unknown key \(did you mean 'chunk_steps'\?\)",
+        ),
+        (SWEEP.replace("batch_size: 16", "batch_size: sixteen"), [], r"train.batch_size: expected int, got 'sixteen'"),
+        (SWEEP.replace("[0.0, 0.2]", "[]"), [], r"axes: rl.reward_flip: empty axis"),
+        (
+            SWEEP.replace("rl.reward_flip", "rl.reward_flp"),
+            [],
+            r"'rl.reward_flp' names no setting \(did you mean 'rl.reward_flip'\?\)",
+        ),
+        (
+            SWEEP.replace("[0.0, 0.2]", "[0.0, 1.5]"),
+            [],
+            r"at models=d32, rl.reward_flip=1.5: rl.reward_flip: expected a fraction",
+        ),
+        (SWEEP.replace("[0.0, 0.2]", "{logspace: [0, 1, 3]}"), [], r"logspace: expected \[lo, hi, n\]"),
+        (SWEEP, ["train.steps=-1"], r"train.steps: expected an integer >= 1, got -1"),
+        (SWEEP, ["train.stepz=3"], r"--set: 'train.stepz' names no setting"),
+        (SWEEP, ["train.steps"], r"--set 'train.steps': expected key.path=value"),
+    ],
+)
+def test_bad_sweep_configs_name_file_key_and_expectation(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_plan(write(tmp_path, text), overrides)
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path):
+    r = scaling_cli("run", write(tmp_path, SWEEP.replace("[0.0, 0.2]", "[]")), "--out", tmp_path / "o", timeout=120)
+    assert r.returncode == 2 and "empty axis" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()  # nothing ran
+
+
+def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
+    config = write(tmp_path, SWEEP)
+    reference = run_sweep(config, tmp_path / "ref", progress=False)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "scaling", "run", config, "--out", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    while not list(out.glob("stages/train-*/done.json")) and time.time() < deadline:  # one stage done, more to go
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = {p.parent.name for p in out.glob("stages/*/done.json")}
+    assert done_before and not (out / "results.csv").exists()
+    r = scaling_cli("run", config, "--out", out)
+    assert r.returncode == 0, r.stderr
+    runs = runs_per_stage(out)
+    assert all(runs[name] == 1 for name in done_before)  # completed stages were not recomputed
+    resumed = pd.read_parquet(out / "results.parquet")
+    pd.testing.assert_frame_equal(resumed, reference.reset_index(drop=True), check_dtype=False)
+    r = scaling_cli("run", config, "--out", out, "--dry-run")
+    assert r.returncode == 0 and "cached: 10 done" in r.stdout and "to compute: 0 stages" in r.stdout
+
+
+def test_two_workers_compute_every_stage_exactly_once(tmp_path):
+    config, out = write(tmp_path, SWEEP), tmp_path / "out"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "scaling", "run", config, "--out", out, "--worker", str(i), "--workers", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        assert p.wait(timeout=600) == 0, p.stderr.read()
+    assert runs_per_stage(out) == {name: 1 for name in make_plan(config).stages}
+    workers = {json.loads(line)["worker"] for d in (out / "stages").iterdir() for line in open(d / "runs.jsonl")}
+    assert workers == {0, 1}
+    assert len(pd.read_csv(out / "results.csv")) > 0
+    assert "10 done" not in status_text(out) and "4 points (4 complete)" in status_text(out)
+
+
+def test_stale_claim_of_a_dead_worker_is_taken_over(tmp_path):
+    from scaling.sweep import try_claim
+
+    d = tmp_path / "stage"
+    d.mkdir()
+    (d / "claim").write_text(json.dumps({"worker": 1, "host": os.uname().nodename, "pid": 2**22 + 7, "time": 0}))
+    assert try_claim(d, worker=0, stale_after=3600)  # its process is gone
+    assert not try_claim(d, worker=2, stale_after=3600)  # now held by a live process
+    os.utime(d / "claim", (0, 0))
+    assert try_claim(d, worker=2, stale_after=60)  # no heartbeat for ages
+
+
+def test_failed_stage_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
+    text = SWEEP.replace("rl:", "#rl:").replace(
+        "axes:\n  rl.reward_flip: [0.0, 0.2]", "axes:\n  train.lr: [0.003, 1e30]"
+    )
+    config = write(tmp_path, text)
+    out = tmp_path / "out"
+    results = run_sweep(config, out, progress=True)
+    printed = capsys.readouterr().out
+    assert "non-finite training loss" in printed and "left out point" in printed
+    assert set(results["point"]) == {0, 2}  # lr 1e30 diverged for both presets; the others finished
+    assert "2 failed" in status_text(out) and "non-finite training loss" in status_text(out)
+    failed = [d for d in (out / "stages").iterdir() if (d / "failed.json").exists()]
+    assert len(failed) == 2 and all("non-finite" in (d / "log.txt").read_text() for d in failed)
+    run_sweep(config, out, progress=False)  # failures are kept ...
+    assert all(runs_per_stage(out)[d.name] == 1 for d in failed)
+    run_sweep(config, out, retry_failed=True, progress=False)  # ... until asked to retry
+    assert all(runs_per_stage(out)[d.name] == 2 for d in failed)
+
+
+class CompileCounter(logging.Handler):
+    """Counts XLA compilations per jitted function from JAX's compile log."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def emit(self, record):
+        m = re.match(r"Compiling jit\((\w+)\)", record.getMessage())
+        if m:
+            self.counts[m.group(1)] = self.counts.get(m.group(1), 0) + 1
+
+
+def test_one_compilation_per_model_shape(tmp_path):
+    """Learning rates and reward noise are traced values: one training and one RL program per preset."""
+    import jax
+
+    from scaling.rl import rl_chunk
+    from scaling.train import train_chunk
+
+    train_chunk.clear_cache()
+    rl_chunk.clear_cache()
+    counter = CompileCounter()
+    logger = logging.getLogger("jax._src.interpreters.pxla")
+    logger.addHandler(counter)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        text = SWEEP.replace("models: [d32, d48]", "models: [d32]") + "  train.lr: [0.001, 0.003]\n"
+        run_sweep(write(tmp_path, text), tmp_path / "out", progress=False)  # 2 lr x 2 reward noise, 1 preset
+        assert counter.counts["train_chunk"] == 1 and counter.counts["rl_chunk"] == 1
+        run_sweep(write(tmp_path, SWEEP), tmp_path / "out2", progress=False)
+        assert counter.counts["train_chunk"] == 2 and counter.counts["rl_chunk"] == 2  # d48 added one of each
+        cached = [p.name for p in Path(os.environ["SCALING_JAX_CACHE"]).iterdir()]
+        assert any(name.startswith("jit_train_chunk") for name in cached)  # the persistent cache is used
+    finally:
+        jax.config.update("jax_log_compiles", False)
+        logger.removeHandler(counter)
+
+
+def test_submit_with_submitit_local_executor(tmp_path):
+    from scaling.submit import submit
+
+    text = SWEEP.replace("rl:", "#rl:").replace("axes:\n  rl.reward_flip: [0.0, 0.2]", "")
+    config, out = write(tmp_path, text), tmp_path / "out"
+    jobs = submit(str(config), str(out), workers=2, executor="local", wait=True)
+    assert len(jobs) == 2 and all(job.result() > 0 for job in jobs)
+    assert runs_per_stage(out) == {name: 1 for name in make_plan(config).stages}
