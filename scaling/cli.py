@@ -114,6 +114,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         from scaling.stages import summary
 
         print(summary(results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if not args.no_analyze:
+            _print_analysis(out, None, args.bootstrap)
+    return 0
+
+
+def _print_analysis(run_dir: str, model: str | None, bootstrap: int) -> None:
+    from pathlib import Path
+
+    from scaling.analysis import analyze
+
+    res = analyze(run_dir, model=model, bootstrap=bootstrap)
+    for name, law in res.laws.items():
+        held = f", held-out error {law.holdout_error:.4f}" if law.holdout else ""
+        print(f"law {name}: {law.formula()}  R^2 {law.r2:.3f}{held}")
+    for line in res.skipped:
+        print(f"skipped {line}")
+    print(f"laws:    {Path(run_dir) / 'laws'}/  ({len(res.laws)} JSON files, load with scaling.laws.load)")
+    print(f"figures: {Path(run_dir) / 'figures'}/  ({len(res.figures)} files, PNG and SVG)")
+    print(f"report:  {res.report}")
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    _print_analysis(args.dir, args.model, args.bootstrap)
     return 0
 
 
@@ -197,7 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--stale-after", type=float, default=120.0, help="seconds without heartbeat before a claim is taken over"
     )
+    r.add_argument("--no-analyze", action="store_true", help="skip the analysis after the sweep")
+    r.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the laws' intervals")
     r.set_defaults(func=cmd_run)
+
+    an = sub.add_parser("analyze", help="fit laws and regenerate figures and report.md from a sweep's results")
+    an.add_argument("dir")
+    an.add_argument("--model", help="preset of the one-preset axes (default: supervised accuracy closest to 50%%)")
+    an.add_argument("--bootstrap", type=int, default=200)
+    an.set_defaults(func=cmd_analyze)
 
     st = sub.add_parser("status", help="summarise a sweep directory's progress and failures")
     st.add_argument("dir")

@@ -160,3 +160,51 @@ def allocate(
     spend = split(np.concatenate([[0.0], z]))
     amounts, value = evaluate(spend)
     return Allocation(budget=float(budget), amounts=amounts, spend=spend, value=value)
+
+
+@dataclass(frozen=True)
+class Mix:
+    """Cheapest split between training compute and test-time tokens at one accuracy level."""
+
+    train_flops: float
+    tokens: float  # test-time tokens per problem
+    params: float
+    total_flops: float  # train_flops + queries * 2 * params * tokens
+    train_flops_interval: tuple[float, float] | None = None
+    total_flops_interval: tuple[float, float] | None = None
+
+
+def cheapest_mix(
+    frontier: Law,
+    params_for_flops: Callable[[np.ndarray], np.ndarray],
+    queries: float,
+    flops_range: tuple[float, float],
+    level: float = 0.95,
+) -> Mix:
+    """Minimise total = C + queries * 2 N(C) tokens(C) over training FLOPs C in ``flops_range``.
+
+    frontier: tokens per problem needed for a fixed accuracy as a function of training FLOPs C
+    (``scaling analyze``'s ``tradeoff_acc*`` laws); params_for_flops: model size N trained with C
+    (inference costs 2 N FLOPs per token); queries: problems solved with the model. With bootstrap
+    samples on the law, intervals come from re-solving with every sample.
+    """
+    if not (queries >= 0 and 0 < flops_range[0] < flops_range[1]):
+        raise LawError(f"need queries >= 0 and 0 < lo < hi flops_range, got {queries}, {flops_range}")
+    C = np.geomspace(*flops_range, 2001)
+    N = np.asarray(params_for_flops(C), float)
+
+    def total(tokens):
+        return C + queries * 2.0 * N * tokens
+
+    cost = total(np.asarray(frontier.predict(C), float))
+    i = int(np.argmin(cost))
+    mix = dict(train_flops=float(C[i]), tokens=float(frontier.predict(C[i])), params=float(N[i]))
+    if frontier.samples is None or len(frontier.samples) == 0:
+        return Mix(**mix, total_flops=float(cost[i]))
+    tokens_SxC, _ = frontier._sample_predictions(C)
+    costs = total(tokens_SxC)
+    best = costs.argmin(axis=1)
+    q = [50 * (1 - level), 50 * (1 + level)]
+    c_lo, c_hi = np.percentile(C[best], q)
+    t_lo, t_hi = np.percentile(costs[np.arange(len(best)), best], q)
+    return Mix(**mix, total_flops=float(cost[i]), train_flops_interval=(c_lo, c_hi), total_flops_interval=(t_lo, t_hi))
