@@ -5,7 +5,7 @@ Axes (y is held-out greedy accuracy on the training difficulties, averaged over 
 value per seed):
     size       x = parameters, the final model of every preset
     rl_data    x = RL prompts seen (the RL ladder), for one preset
-    thinking   x = tokens spent per problem (thinking + answer) under each thinking budget, one preset
+    thinking   x = thinking budget B >= 1 (forced answer after B tokens), one preset
     majority   x = k samples in a majority vote, one preset
     tradeoff   thinking tokens needed for a target accuracy against training FLOPs (iso-accuracy
                frontier over presets), a power law per target
@@ -27,6 +27,7 @@ import pandas as pd
 from scaling import laws
 from scaling.errors import LawError, ScalingError
 from scaling.laws.law import atomic_write_text
+from scaling.stages import range_table
 
 
 @dataclass
@@ -72,7 +73,7 @@ def _sft(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def pick_model(df: pd.DataFrame) -> str:
-    """The preset whose supervised in-range accuracy is closest to 0.5."""
+    """The preset whose supervised in-range greedy accuracy is closest to 0.5."""
     acc = _sft(df)
     acc = acc[acc["in_train_range"]].groupby("model")["value"].mean()
     return str((acc - 0.5).abs().idxmin())
@@ -94,23 +95,27 @@ def _per_difficulty(rows: pd.DataFrame, x: str) -> pd.DataFrame:
 
 def size_axis(df: pd.DataFrame) -> AxisData:
     rows = _greedy(df, "eval")
-    fixed = f"task {rows['task'].iloc[0]}, final models (after RL where the sweep has RL)"
-    return AxisData(
-        "size", "params", "parameters", fixed, _per_seed(rows, "params"), _per_difficulty(rows, "params")
-    )
+    after_rl = "; after RL where the preset has an RL stage" if (rows["rl_prompts"] > 0).any() else ""
+    fixed = f"task {rows['task'].iloc[0]}, greedy{after_rl}"
+    return AxisData("size", "params", "parameters", fixed, _per_seed(rows, "params"), _per_difficulty(rows, "params"))
 
 
 def rl_axis(df: pd.DataFrame, model: str) -> AxisData:
-    rows = _greedy(df, "rl_ladder")
-    rows = rows[rows["model"] == model]
-    if rows.empty:
+    """Pass@1 at the sampling temperature (greedy accuracy if the ladder has no samples) against RL prompts."""
+    ladder = df[df["source"] == "rl_ladder"]
+    if ladder.empty:
         raise LawError("no RL ladder rows (the sweep has no rl: section)")
+    if model not in set(ladder["model"]):
+        model = pick_model(ladder)  # the RL preset closest to 50%
+    strategy = "sampled" if (ladder["strategy"] == "sampled").any() else "greedy"
+    rows = ladder[(ladder["model"] == model) & (ladder["strategy"] == strategy)]
     per = _per_seed(rows, "rl_prompts")
+    what = "pass@1 (sampled)" if strategy == "sampled" else "greedy accuracy"
     return AxisData(
         "rl_data",
         "rl_prompts",
         "RL data (distinct prompts seen)",
-        f"model {model}",
+        f"model {model}, {what}",
         per[per["rl_prompts"] > 0],
         _per_difficulty(rows[rows["rl_prompts"] > 0], "rl_prompts"),
         extra=per[per["rl_prompts"] == 0],
@@ -121,14 +126,23 @@ def _strategy_axis(df: pd.DataFrame, model: str, strategy: str, name: str, x: st
     rows = df[(df["source"] == "eval") & (df["strategy"] == strategy) & (df["model"] == model)]
     if rows.empty:
         raise LawError(f"no {strategy!r} rows for model {model} (the sweep has no matching testtime: setting)")
-    if x == "total_tokens":  # one x per budget: the mean over seeds of tokens spent
-        rows = rows.assign(total_tokens=rows.groupby("budget")["total_tokens"].transform("mean").round(3))
-    return AxisData(name, x, label, f"model {model}", _per_seed(rows, x), _per_difficulty(rows, x))
+    per = _per_seed(rows, x)
+    return AxisData(
+        name,
+        x,
+        label,
+        f"model {model}",
+        per[per[x] > 0],
+        _per_difficulty(rows[rows[x] > 0], x),
+        extra=per[per[x] == 0],
+    )
 
 
 def thinking_axis(df: pd.DataFrame, model: str) -> AxisData:
-    label = "test-time tokens per problem (thinking + answer)"
-    return _strategy_axis(df, model, "budget", "thinking", "total_tokens", label)
+    """Greedy accuracy against the thinking budget B >= 1 (B = 0, answering at once, is shown apart)."""
+    return _strategy_axis(
+        df, model, "budget", "thinking", "budget", "thinking budget (tokens before the forced answer)"
+    )
 
 
 def majority_axis(df: pd.DataFrame, model: str) -> AxisData:
@@ -140,8 +154,14 @@ def fit_axis(data: AxisData, bootstrap: int, seed: int) -> laws.Law:
     n_x = data.points[data.x].nunique()
     n_params = len(laws.FORMS[data.form].params)
     if n_x < n_params + 1:
-        raise LawError(f"{n_x} distinct {data.x} values; a {n_params}-parameter law with one held out needs {n_params + 1}")
-    return laws.fit(data.points, data.x, "accuracy", data.form, bootstrap=bootstrap, seed=seed, holdout=1)
+        raise LawError(
+            f"{n_x} distinct {data.x} values; a {n_params}-parameter law with one held out needs {n_params + 1}"
+        )
+    # Squared residuals: the law is the expected accuracy over seeds (a Huber loss with a small delta
+    # behaves like L1 and would follow the median seed of a bimodal set).
+    return laws.fit(
+        data.points, data.x, "accuracy", data.form, loss="squared", bootstrap=bootstrap, seed=seed, holdout=1
+    )
 
 
 def tradeoff_points(df: pd.DataFrame, level: float) -> pd.DataFrame:
@@ -172,6 +192,7 @@ def fit_tradeoff(df: pd.DataFrame, level: float) -> laws.Law:
         raise LawError(f"only {len(pts)} presets reach accuracy {level:.2f} under some budget (need 3)")
     law = laws.fit(pts, "train_flops", "tokens", "power", bootstrap=200)
     law.options["accuracy"] = level
+    law.options["train_flops_range"] = [float(pts["train_flops"].min()), float(pts["train_flops"].max())]
     return law
 
 
@@ -188,14 +209,57 @@ def tradeoff_levels(df: pd.DataFrame) -> list[float]:
     return [round(float(v), 2) for v in levels[-3:]]
 
 
+def rl_ladder_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per RL preset and data volume: greedy and sampled accuracy inside and above the training range."""
+    return range_table(df[df["source"] == "rl_ladder"], ["model", "rl_prompts", "strategy"])
+
+
+def rl_per_difficulty(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Pass@1 (sampled, else greedy) per RL preset, data volume and difficulty (mean over seeds), and
+    each preset's edge-of-competence difficulty: the trained difficulty whose start is closest to 0.5."""
+    ladder = df[df["source"] == "rl_ladder"]
+    if ladder.empty:
+        return pd.DataFrame(), {}
+    strategy = "sampled" if (ladder["strategy"] == "sampled").any() else "greedy"
+    ladder = ladder[ladder["strategy"] == strategy]
+    table = ladder.pivot_table(index=["model", "rl_prompts"], columns="difficulty", values="value").reset_index()
+    table.columns = [c if isinstance(c, str) else f"difficulty {c}" for c in table.columns]
+    start = ladder[(ladder["rl_prompts"] == 0) & ladder["in_train_range"]]
+    edges = {m: int((g.groupby("difficulty")["value"].mean() - 0.5).abs().idxmin()) for m, g in start.groupby("model")}
+    return table, edges
+
+
+def rl_vs_sft(df: pd.DataFrame) -> pd.DataFrame:
+    """SFT+RL against SFT-only at the same number of training samples (supervised examples + RL prompts):
+    every final RL model next to a supervised-only model of its preset trained on as many samples."""
+    final = df[(df["source"] == "eval") & df["strategy"].isin(["greedy", "sampled"])]
+    if "train_samples" not in final:
+        return pd.DataFrame()
+    total = final["train_samples"] + final["rl_prompts"]
+    final = final.assign(samples=total, stage=np.where(final["rl_prompts"] > 0, "sft+rl", "sft"))
+    pairs = final.groupby(["model", "samples"])["stage"].nunique()
+    keep = pairs[pairs == 2].index
+    if keep.empty:
+        return pd.DataFrame()
+    both = final.set_index(["model", "samples"]).loc[keep].reset_index()
+    return range_table(both, ["model", "samples", "stage", "strategy"])
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A pipe table; floats to 3 decimals."""
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+
+
 def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
 def report_table(fitted: dict[str, laws.Law]) -> str:
     lines = [
-        "| law | formula | parameters (95% interval) | R^2 | held-out error | points |",
-        "|---|---|---|---|---|---|",
+        "| law | formula | parameters (95% interval) | R^2 (seeds) | R^2 (means) | held-out error | points |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, law in fitted.items():
         params = ", ".join(
@@ -203,7 +267,8 @@ def report_table(fitted: dict[str, laws.Law]) -> str:
             for k, v in law.params.items()
         )
         held = f"{law.holdout_error:.4f}" if not math.isnan(law.holdout_error) else "n/a"
-        lines.append(f"| {name} | `{law.formula()}` | {params} | {law.r2:.3f} | {held} | {law.n_points} |")
+        means = "n/a" if math.isnan(law.r2_means) else f"{law.r2_means:.3f}"
+        lines.append(f"| {name} | `{law.formula()}` | {params} | {law.r2:.3f} | {means} | {held} | {law.n_points} |")
     return "\n".join(lines)
 
 
@@ -283,6 +348,16 @@ def write_report(run_dir: Path, res: Analysis, model: str) -> Path:
         "",
         *[f"- `{p.relative_to(run_dir)}`" for p in res.figures if p.suffix == ".png"],
     ]
+    df = load_results(run_dir)
+    if not (ladder := rl_ladder_table(df)).empty:
+        lines += ["", "## RL data ladder (mean and sd over seeds)", "", markdown(ladder)]
+    per_difficulty, edges = rl_per_difficulty(df)
+    if edges:
+        where = ", ".join(f"{m}: difficulty {d}" for m, d in edges.items())
+        lines += ["", f"## RL ladder per difficulty (pass@1, mean over seeds; edge of competence {where})", ""]
+        lines.append(markdown(per_difficulty))
+    if not (versus := rl_vs_sft(df)).empty:
+        lines += ["", "## SFT-only against SFT+RL at the same number of training samples", "", markdown(versus)]
     if res.skipped:
         lines += ["", "## Skipped", "", *[f"- {s}" for s in res.skipped]]
     path = run_dir / "report.md"

@@ -218,11 +218,51 @@ def bench_sample(batch: int = 64, new_tokens: int = 48) -> dict:
     return out
 
 
+def bench_rl(prompts: int = 16, group_size: int = 8) -> dict:
+    """One RL step (sample G completions per prompt, verify, advantages, update) of the largest CPU
+    preset: completions per second, and the share of the step spent sampling (the same decode alone)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from scaling.evaluate import max_new_tokens
+    from scaling.model import CPU_PRESETS, get_preset, init_params
+    from scaling.rl import rl_step
+    from scaling.sample import decode, left_pad
+    from scaling.tasks import generate, get_task
+
+    task = get_task("add")
+    max_new = max_new_tokens(task, range(1, 5))
+    ex = generate(task, np.full(prompts, 4), np.random.default_rng(0), split="train")
+    p, v = left_pad(ex.tokens, ex.prompt_len)
+    cfg = get_preset(CPU_PRESETS[-1], max_len=p.shape[1] + max_new)
+    params = init_params(cfg, jax.random.key(0))
+    opt = optax.adam(1.0).init(params)
+    hp = {k: jnp.float32(x) for k, x in {"lr": 1e-4, "temperature": 1.0, "kl_coef": 0.0, "reward_flip": 0.0}.items()}
+    key = jax.random.key(1)
+    step = _best_of(
+        lambda: rl_step(
+            cfg, params, opt, params, p, v, ex.answer, ex.answer_len, key, hp, group_size=group_size, max_new=max_new
+        )[2]["loss"],
+        repeats=5,
+    )
+    pg, vg = np.repeat(p, group_size, 0), np.repeat(v, group_size, 0)
+    sample = _best_of(lambda: decode(cfg, params, pg, vg, key, hp["temperature"], max_new=max_new), repeats=5)
+    return {
+        "model": CPU_PRESETS[-1],
+        "completions_per_step": prompts * group_size,
+        "completions_per_s": prompts * group_size / step,
+        "step_ms": step * 1e3,
+        "sampling_share": sample / step,
+    }
+
+
 SECTIONS: dict[str, Callable[[], dict]] = {
     "fit": bench_fit,
     "tasks": bench_tasks,
     "train": bench_train,
     "sample": bench_sample,
+    "rl": bench_rl,
 }
 
 

@@ -41,7 +41,8 @@ def save(
     ``meta`` (task, vocabulary, model shape, seeds) is written beside the chunks and checked on restore.
     """
     directory = Path(directory).absolute()
-    if meta is not None:
+    primary = jax.process_index() == 0  # orbax coordinates the save itself; our own files come from process 0
+    if meta is not None and primary:
         atomic_write_text(directory / "meta.json", json.dumps(meta, sort_keys=True) + "\n")
     leaves = jax.tree.leaves(state)
     payload = {"leaves": {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}, "loss": loss_SxN}
@@ -49,7 +50,7 @@ def save(
     ckptr = ocp.StandardCheckpointer()
     ckptr.save(path, payload, force=True)
     ckptr.wait_until_finished()
-    for old in _chunks(directory)[:-keep]:
+    for old in _chunks(directory)[:-keep] if primary else []:
         shutil.rmtree(directory / f"chunk_{old:06d}", ignore_errors=True)
     return path
 

@@ -127,7 +127,8 @@ def _print_analysis(run_dir: str, model: str | None, bootstrap: int) -> None:
     res = analyze(run_dir, model=model, bootstrap=bootstrap)
     for name, law in res.laws.items():
         held = f", held-out error {law.holdout_error:.4f}" if law.holdout else ""
-        print(f"law {name}: {law.formula()}  R^2 {law.r2:.3f}{held}")
+        means = "" if law.r2_means != law.r2_means else f" (means {law.r2_means:.3f})"
+        print(f"law {name}: {law.formula()}  R^2 {law.r2:.3f}{means}{held}")
     for line in res.skipped:
         print(f"skipped {line}")
     print(f"laws:    {Path(run_dir) / 'laws'}/  ({len(res.laws)} JSON files, load with scaling.laws.load)")

@@ -45,6 +45,7 @@ class TrainConfig:
     difficulties: tuple[int, int] = (1, 6)  # inclusive range trained on
     curriculum_frac: float = 0.5  # grow the hardest difficulty over this fraction, then mix all
     cut_frac: float = 0.3  # share of traces cut short before <eot>
+    corrupt_frac: float = 0.0  # share of traces replaced by another problem's (supervised data quality)
     chunk_steps: int = 100  # steps per compiled scan chunk (metrics and checkpoints per chunk)
 
 
@@ -53,6 +54,10 @@ class EvalConfig:
     difficulties: tuple[int, int] = (1, 8)  # inclusive; above the training range measures generalisation
     n_per_difficulty: int = 128
     seed: int = 1234
+    # Besides greedy accuracy: pass@1 at ``temperature`` from ``samples`` samples per problem (0: off),
+    # the policy's own accuracy, which RL optimises.
+    samples: int = 0
+    temperature: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -80,13 +85,14 @@ class RLConfig:
     temperature: float = 1.0
     band: tuple[float, float] = (0.2, 0.8)  # pass-rate band of prompts at the edge of competence
     reward_flip: float = 0.0  # fraction of rewards flipped (noisy feedback)
-    # The RL stage of a run: RL data volume is counted in distinct prompts; held-out accuracy is
+    # The RL stage of a run (none if prompts = 0): RL data volume is counted in distinct prompts; held-out accuracy is
     # measured at each ``ladder`` volume (empty: 0 and ``ladder_points`` log-spaced volumes up to ``prompts``).
     prompts: int = 1024
     ladder: tuple[int, ...] = ()
     ladder_points: int = 6
     difficulties: tuple[int, int] | None = None  # RL prompt difficulties; None: the supervised range
     chunk_steps: int = 8  # RL steps per compiled chunk (pass rates and the ladder update per chunk)
+    models: tuple[str, ...] = ()  # presets that get the RL stage (empty: every preset of the sweep)
 
     def validate(self, where: str = "config", prefix: str = "rl.") -> RLConfig:
         from scaling.rl import ADVANTAGES
@@ -117,8 +123,10 @@ class RLConfig:
             )
         if self.clip is not None and not 0 < self.clip < 1:
             raise bad("clip", "a clip epsilon in (0, 1) or null", self.clip)
-        if self.prompts < self.prompts_per_step:
-            raise bad("prompts", f"an integer >= prompts_per_step ({self.prompts_per_step})", self.prompts)
+        if self.prompts != 0 and self.prompts < self.prompts_per_step:
+            raise bad(
+                "prompts", f"0 (no RL stage) or an integer >= prompts_per_step ({self.prompts_per_step})", self.prompts
+            )
         if any(not 0 <= v <= self.prompts for v in self.ladder):
             raise bad("ladder", f"prompt counts in [0, prompts={self.prompts}]", list(self.ladder))
         if self.ladder_points < 1 or self.chunk_steps < 1:
@@ -181,6 +189,7 @@ class RunConfig:
             ("train.batch_size", t.batch_size, 1),
             ("train.chunk_steps", t.chunk_steps, 1),
             ("eval.n_per_difficulty", e.n_per_difficulty, 1),
+            ("eval.samples", e.samples, 0),
         ]:
             if value is not None and value < lo:
                 raise bad(key, f"an integer >= {lo}", value)
@@ -188,6 +197,7 @@ class RunConfig:
             ("train.tokens_per_param", t.tokens_per_param),
             ("train.lr", t.lr),
             ("train.grad_clip", t.grad_clip),
+            ("eval.temperature", e.temperature),
         ]:
             if value is not None and not value > 0:
                 raise bad(key, "a positive number", value)
@@ -195,6 +205,7 @@ class RunConfig:
             ("train.warmup_frac", t.warmup_frac),
             ("train.curriculum_frac", t.curriculum_frac),
             ("train.cut_frac", t.cut_frac),
+            ("train.corrupt_frac", t.corrupt_frac),
         ]:
             if not 0 <= value <= 1:
                 raise bad(key, "a fraction in [0, 1]", value)
@@ -211,6 +222,9 @@ class RunConfig:
             raise bad("testtime.n_per_difficulty", "an integer >= 1", tt.n_per_difficulty)
         if self.rl is not None:
             self.rl.validate(where)
+            for m in self.rl.models:
+                if m not in PRESETS:
+                    raise bad("rl.models", f"preset names from {list(PRESETS)}", m)
         task = TASKS[self.task]
         for key, (lo, hi) in [("train.difficulties", t.difficulties), ("eval.difficulties", e.difficulties)]:
             if not (task.min_difficulty <= lo <= hi):

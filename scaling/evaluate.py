@@ -13,7 +13,7 @@ import pandas as pd
 from scaling.config import EvalConfig
 from scaling.errors import ScalingError
 from scaling.model import ModelConfig
-from scaling.sample import greedy, left_pad
+from scaling.sample import decode, left_pad
 from scaling.tasks import Examples, Task, generate, verify
 
 
@@ -30,30 +30,55 @@ def max_new_tokens(task: Task, difficulties) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new"))
-def _greedy_seeds(cfg, params_S, prompts, valid, *, max_new):
-    return jax.vmap(lambda p: greedy(cfg, p, prompts, valid, max_new=max_new))(params_S)
+def _decode_seeds(cfg, params_S, prompts, valid, keys_S, temperature, *, max_new):
+    """Every seed's model decodes the same prompts (greedy at temperature 0)."""
+    return jax.vmap(lambda p, k: decode(cfg, p, prompts, valid, k, temperature, max_new=max_new))(params_S, keys_S)
 
 
-def accuracy_table(cfg: ModelConfig, params_S, seeds, task: Task, ec: EvalConfig, batch: int = 512) -> pd.DataFrame:
-    """One row per (seed, difficulty): accuracy and n, from greedy decoding of every seed at once."""
+def accuracy_table(
+    cfg: ModelConfig,
+    params_S,
+    seeds,
+    task: Task,
+    ec: EvalConfig,
+    batch: int = 512,
+    samples: int = 0,
+    temperature: float = 1.0,
+) -> pd.DataFrame:
+    """One row per (seed, difficulty): accuracy and n. ``samples = 0``: greedy decoding (strategy
+    ``greedy``); else pass@1 at ``temperature``, the mean reward of ``samples`` samples per problem
+    (strategy ``sampled``; the policy's own accuracy, what RL optimises)."""
     ex = eval_examples(task, ec)
     max_new = max_new_tokens(task, range(ec.difficulties[0], ec.difficulties[1] + 1))
-    prompts, valid = left_pad(ex.tokens, ex.prompt_len)
+    reps = max(samples, 1)
+    prompts, valid = left_pad(np.repeat(ex.tokens, reps, 0), np.repeat(ex.prompt_len, reps))
+    answer, answer_len = np.repeat(ex.answer, reps, 0), np.repeat(ex.answer_len, reps)
+    temp = jnp.float32(temperature if samples else 0.0)
     rewards = []
-    for start in range(0, len(ex), batch):
+    for block, start in enumerate(range(0, len(prompts), batch)):
         sl = slice(start, start + batch)
         p, v = prompts[sl], valid[sl]
         pad = batch - len(p)  # keep one compiled shape: pad the last block
         if pad:
             p, v = np.concatenate([p, np.repeat(p[:1], pad, 0)]), np.concatenate([v, np.repeat(v[:1], pad, 0)])
-        gen_SxBxG = np.asarray(_greedy_seeds(cfg, params_S, p, v, max_new=max_new))[:, : batch - pad]
-        rewards.append(np.stack([verify(g, ex.answer[sl], ex.answer_len[sl]) for g in gen_SxBxG]))
+        keys = jax.vmap(lambda s, b=block: jax.random.fold_in(jax.random.key(s), b))(jnp.asarray(seeds, jnp.uint32))
+        gen_SxBxG = np.asarray(_decode_seeds(cfg, params_S, p, v, keys, temp, max_new=max_new))[:, : batch - pad]
+        rewards.append(np.stack([verify(g, answer[sl], answer_len[sl]) for g in gen_SxBxG]))
     reward_SxN = np.concatenate(rewards, axis=1)
+    difficulty = np.repeat(ex.difficulty, reps)
     rows = []
     for i, seed in enumerate(seeds):
         for d in np.unique(ex.difficulty):
-            r = reward_SxN[i, ex.difficulty == d]
-            rows.append({"seed": seed, "difficulty": int(d), "accuracy": float(r.mean()), "n": int(r.size)})
+            r = reward_SxN[i, difficulty == d]
+            rows.append(
+                {
+                    "seed": seed,
+                    "difficulty": int(d),
+                    "accuracy": float(r.mean()),
+                    "n": int(r.size // reps),
+                    "strategy": "sampled" if samples else "greedy",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -148,8 +173,6 @@ def sampling_rows(
     """Majority vote, pass@k (unbiased), best-of-n with the exact verifier and sequential re-thinking
     (sample, answer, sample again until two consecutive answers agree), for every k in ``ks``,
     from n = max(ks) samples per problem at ``temperature``."""
-    from scaling.sample import decode
-
     ks = sorted({int(k) for k in ks})
     _check_counts(ks=ks)
     if not temperature > 0:

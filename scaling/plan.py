@@ -199,8 +199,10 @@ def point_stages(run: RunConfig) -> list[Stage]:
     base = {"task": run.task, "model": run.models[0], "seeds": list(run.seeds)}
     train = {**base, "train": dataclasses.asdict(run.train)}
     stages = [Stage("train", _digest(["train", train]), (), train)]
-    if run.rl is not None:
-        rl = {**base, "rl": dataclasses.asdict(run.rl), "eval": dataclasses.asdict(run.eval)}
+    if run.rl is not None and run.rl.prompts > 0 and (not run.rl.models or run.models[0] in run.rl.models):
+        settings = dataclasses.asdict(run.rl)
+        settings.pop("models")  # which presets get RL is a selection, not a setting of the stage
+        rl = {**base, "rl": settings, "eval": dataclasses.asdict(run.eval)}
         rl["max_len"] = model_max_len(run)
         rl["train_difficulties"] = list(run.train.difficulties)
         deps = (stages[-1].name,)

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from scaling.laws import Law  # noqa: E402
+from scaling.laws import Law
 
 
 def save(fig, path_without_suffix: Path) -> list[Path]:
@@ -25,6 +25,11 @@ def save(fig, path_without_suffix: Path) -> list[Path]:
         out.append(path)
     plt.close(fig)
     return out
+
+
+def _log_x(ax) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide on short ranges
 
 
 def _held_out_x(law: Law | None, x: np.ndarray) -> float:
@@ -46,10 +51,11 @@ def axis_figures(data, law: Law | None, fig_dir: Path) -> list[Path]:
         ax.scatter(held[data.x], held["accuracy"], s=30, marker="x", color="C3", label="seeds (held out)")
     ax.plot(means.index, means.to_numpy(), "o", color="C0", mfc="white", label="mean over seeds")
     if data.extra is not None and not data.extra.empty:
-        ax.axhline(data.extra["accuracy"].mean(), color="grey", ls=":", label="supervised start (0 RL prompts)")
+        ax.axhline(data.extra["accuracy"].mean(), color="grey", ls=":", label=f"at {data.x} = 0 (not on a log axis)")
     if law is not None:
         grid = np.geomspace(x.min(), x.max() * 1.5, 200)
-        ax.plot(grid, law.predict(grid), color="C1", label=f"{law.form} fit, R^2 = {law.r2:.3f}")
+        r2 = f"R^2 = {law.r2:.3f}" + ("" if np.isnan(law.r2_means) else f" (means {law.r2_means:.3f})")
+        ax.plot(grid, law.predict(grid), color="C1", label=f"{law.form} fit, {r2}")
         if law.samples is not None and len(law.samples):
             lo, hi = law.interval(grid)
             ax.fill_between(grid, lo, hi, color="C1", alpha=0.2, label=f"{law.level:.0%} bootstrap band")
@@ -59,7 +65,7 @@ def axis_figures(data, law: Law | None, fig_dir: Path) -> list[Path]:
             )
     if law is None or not law.holdout:
         ax.set_title(f"{data.name}: {data.fixed}", fontsize=9)
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel(data.label)
     ax.set_ylabel("held-out accuracy (training difficulties)")
     ax.set_ylim(-0.03, 1.03)
@@ -70,7 +76,7 @@ def axis_figures(data, law: Law | None, fig_dir: Path) -> list[Path]:
         ax.axhline(0, color="grey", lw=0.8)
         resid = pts["accuracy"].to_numpy() - law.predict(x)
         ax.scatter(x, resid, s=14, c=np.where(x >= held_x, "C3", "C0"))
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_xlabel(data.label)
         ax.set_ylabel("accuracy - law")
         ax.set_title(f"{data.name} residuals ({data.fixed}; red: held out)", fontsize=9)
@@ -79,7 +85,7 @@ def axis_figures(data, law: Law | None, fig_dir: Path) -> list[Path]:
     for i, (d, g) in enumerate(data.per_difficulty.groupby("difficulty")):
         inside = bool(g["in_train_range"].iloc[0])
         ax.plot(g[data.x], g["accuracy"], "o-" if inside else "s--", color=f"C{i % 10}", label=f"difficulty {d}")
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel(data.label)
     ax.set_ylabel("held-out accuracy (mean over seeds)")
     ax.set_ylim(-0.03, 1.03)
@@ -101,7 +107,8 @@ def tradeoff_figure(df: pd.DataFrame, frontiers: dict[float, Law], fig_dir: Path
         fig.colorbar(cs, ax=ax, label="held-out accuracy")
     ax.scatter(lx, ly, c=grid["accuracy"], cmap="viridis", vmin=0, vmax=1, edgecolors="k", s=25)
     for i, (level, law) in enumerate(sorted(frontiers.items())):
-        c = np.geomspace(grid["train_flops"].min(), grid["train_flops"].max(), 100)
+        lo, hi = law.options.get("train_flops_range", (grid["train_flops"].min(), grid["train_flops"].max()))
+        c = np.geomspace(lo, hi, 100)  # only where presets reached the level
         ax.plot(np.log10(c), np.log10(law.predict(c)), color=f"C{i + 1}", lw=2,
                 label=f"accuracy {level:.2f}: tokens = {law.params['A']:.3g} C^-{law.params['alpha']:.3g}")  # fmt: skip
     ax.set_xlabel("log10 training FLOPs (supervised)")

@@ -22,7 +22,7 @@ from scaling.tasks import Task, generate
 @dataclass
 class RLResult:
     params_S: object
-    ladder: pd.DataFrame  # one row per (prompts seen, seed, difficulty): accuracy
+    ladder: pd.DataFrame  # one row per (prompts seen, seed, difficulty, strategy greedy|sampled): accuracy
     metrics: pd.DataFrame  # one row per (step, seed): reward, kept groups, loss, kl, entropy, clip fraction
 
 
@@ -60,8 +60,13 @@ def rl_train(
     pending = rc.ladder_volumes()
 
     def evaluate(params_S, seen):
-        acc = accuracy_table(cfg, params_S, list(seeds), task, ec)
-        ladder_rows.append(acc.assign(prompts_seen=seen))
+        greedy = accuracy_table(cfg, params_S, list(seeds), task, ec)
+        ladder_rows.append(greedy.assign(prompts_seen=seen))
+        if ec.samples:
+            sampled = accuracy_table(
+                cfg, params_S, list(seeds), task, ec, samples=ec.samples, temperature=ec.temperature
+            )
+            ladder_rows.append(sampled.assign(prompts_seen=seen))
 
     if pending and pending[0] == 0:
         evaluate(params_S, 0)

@@ -34,8 +34,17 @@ class StageFailed(ScalingError):
     """A stage ran but its result is unusable (non-finite loss, divergence)."""
 
 
+def is_writer() -> bool:
+    """Only process 0 of a multi-host job writes stage outputs (every process computes them)."""
+    import jax
+
+    return jax.process_index() == 0
+
+
 def write_table(df: pd.DataFrame, path_without_suffix: Path) -> None:
-    """CSV and Parquet, each written atomically."""
+    """CSV and Parquet, each written atomically (by process 0 only)."""
+    if not is_writer():
+        return
     atomic_write_text(path_without_suffix.with_suffix(".csv"), df.to_csv(index=False))
     tmp = path_without_suffix.with_suffix(".parquet.tmp")
     df.to_parquet(tmp, index=False)
@@ -77,7 +86,7 @@ def estimate_flops(run: RunConfig, kind: str) -> float:
     ec = run.eval
     levels = range(ec.difficulties[0], ec.difficulties[1] + 1)
     L = model_max_len(run)
-    eval_tokens = len(levels) * ec.n_per_difficulty * L
+    eval_tokens = len(levels) * ec.n_per_difficulty * L * (1 + ec.samples)
     if kind == "rl":
         rc = run.rl
         fwd = flops_per_token(cfg, L)["forward"]
@@ -110,11 +119,13 @@ def train_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progres
     _finite_or_fail(res.loss_SxN, "training loss", seeds)
     counts = param_counts(cfg)
     tokens = res.steps * run.train.batch_size * res.seq_len
-    atomic_write_text(out / "metrics.json", json.dumps({"seeds": seeds, "loss": res.loss_SxN.tolist()}) + "\n")
+    if is_writer():
+        atomic_write_text(out / "metrics.json", json.dumps({"seeds": seeds, "loss": res.loss_SxN.tolist()}) + "\n")
     return {
         "params": counts["total"],
         "non_embedding_params": counts["non_embedding"],
         "train_steps": res.steps,
+        "train_samples": res.steps * run.train.batch_size,
         "train_tokens": tokens,
         "train_flops": flops_per_token(cfg, res.seq_len)["train"] * tokens,
         "seconds": time.perf_counter() - t0,
@@ -159,7 +170,13 @@ def eval_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress
     task, cfg, seeds, tt = get_task(run.task), model_config(run, "eval"), list(run.seeds), run.testtime
     t0 = time.perf_counter()
     params_S = _load(run, inputs[0])
-    write_table(accuracy_table(cfg, params_S, seeds, task, run.eval), out / "accuracy")
+    acc = accuracy_table(cfg, params_S, seeds, task, run.eval)
+    if run.eval.samples:
+        ec = run.eval
+        acc = pd.concat(
+            [acc, accuracy_table(cfg, params_S, seeds, task, ec, samples=ec.samples, temperature=ec.temperature)]
+        )
+    write_table(acc, out / "accuracy")
     progress(1, 1 + bool(tt.budgets or tt.ks))
     log(f"greedy accuracy in {time.perf_counter() - t0:.1f}s")
     if tt.budgets or tt.ks:
@@ -187,7 +204,7 @@ def result_rows(run: RunConfig, dirs: dict[str, Path], summaries: dict[str, dict
     """
     train, rl = summaries["train"], summaries.get("rl", {})
     acc = pd.read_csv(dirs["eval"] / "accuracy.csv").assign(
-        source="eval", strategy="greedy", budget=-1, k=1, rl_prompts=rl.get("rl_prompts", 0)
+        source="eval", budget=-1, k=1, rl_prompts=rl.get("rl_prompts", 0)
     )
     parts = [acc.rename(columns={"accuracy": "value"})]
     if (dirs["eval"] / "testtime.csv").is_file():
@@ -204,9 +221,9 @@ def result_rows(run: RunConfig, dirs: dict[str, Path], summaries: dict[str, dict
         ladder = pd.read_csv(dirs["rl"] / "ladder.csv").rename(
             columns={"accuracy": "value", "prompts_seen": "rl_prompts"}
         )
-        parts.append(ladder.assign(source="rl_ladder", strategy="greedy", budget=-1, k=1))
+        parts.append(ladder.assign(source="rl_ladder", budget=-1, k=1))
     rows = pd.concat(parts, ignore_index=True)
-    completions = rows["rl_prompts"] * (run.rl.group_size if run.rl else 0)
+    completions = rows["rl_prompts"] * (run.rl.group_size if "rl" in dirs else 0)
     return rows.assign(
         metric="accuracy",
         task=run.task,
@@ -214,6 +231,7 @@ def result_rows(run: RunConfig, dirs: dict[str, Path], summaries: dict[str, dict
         params=train["params"],
         non_embedding_params=train["non_embedding_params"],
         train_steps=train["train_steps"],
+        train_samples=train["train_samples"],
         train_tokens=train["train_tokens"],
         train_flops=train["train_flops"],
         rl_completions=completions,
@@ -222,11 +240,18 @@ def result_rows(run: RunConfig, dirs: dict[str, Path], summaries: dict[str, dict
     )
 
 
+def range_table(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean and spread over seeds of accuracy inside and above the training range, per ``by``."""
+    per_seed = rows.groupby([*by, "in_train_range", "seed"], sort=False, dropna=False)["value"].mean()
+    table = per_seed.groupby([*by, "in_train_range"], sort=False, dropna=False).agg(["mean", "std"])
+    table = table.unstack("in_train_range")
+    table.columns = [f"{'in_range' if inside else 'above_range'}_{stat}" for stat, inside in table.columns]
+    order = [c for c in ("in_range_mean", "in_range_std", "above_range_mean", "above_range_std") if c in table]
+    return table[order].reset_index()
+
+
 def summary(results: pd.DataFrame) -> pd.DataFrame:
     """Final greedy accuracy per point (mean and spread over seeds), inside and above the training range."""
     greedy = results[(results["source"] == "eval") & (results["strategy"] == "greedy")]
-    keys = ["point", "model", "params"] + [c for c in results.columns if c.startswith("axis:") and c != "axis:models"]
-    per_seed = greedy.groupby([*keys, "seed", "in_train_range"], sort=False, dropna=False)["value"].mean()
-    table = per_seed.groupby([*keys, "in_train_range"], sort=False, dropna=False).agg(["mean", "std"]).unstack()
-    table.columns = [f"{'in_range' if r else 'above_range'}_{stat}" for stat, r in table.columns]
-    return table.reset_index()
+    axes = [c for c in results.columns if c.startswith("axis:") and c != "axis:models"]
+    return range_table(greedy, ["point", "model", "params", *axes])

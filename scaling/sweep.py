@@ -28,12 +28,14 @@ import traceback
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 from tqdm import tqdm
 
 from scaling.laws.law import atomic_write_text
 from scaling.plan import Plan, Stage, describe, make_plan
+from scaling.stages import is_writer
 
 HOST = socket.gethostname()
 
@@ -69,10 +71,12 @@ def _pid_alive(pid: int) -> bool:
 
 def _stale(claim: Path, stale_after: float) -> bool:
     try:
-        holder = _read_json(claim)
         age = time.time() - claim.stat().st_mtime
-    except (FileNotFoundError, json.JSONDecodeError):
-        return True  # vanished, or a claim cut short by a kill between create and write
+        holder = _read_json(claim)
+    except FileNotFoundError:
+        return True
+    except json.JSONDecodeError:  # being written right now, or cut short by a kill between create and write
+        return age > 5.0
     if holder.get("host") == HOST and not _pid_alive(int(holder.get("pid", -1))):
         return True
     return age > stale_after
@@ -129,19 +133,23 @@ def _clear_partial(d: Path, kind: str) -> None:
 
 
 def execute(plan: Plan, stage: Stage, out: Path, worker: int, bar: tqdm | None) -> bool:
-    """Run one claimed stage; record done.json or failed.json. True if it succeeded."""
+    """Run one claimed stage; record done.json or failed.json. True if it succeeded.
+
+    Every process of a multi-host job runs the stage; only the leader writes files."""
     from scaling.stages import STAGES
 
     d = stage_dir(out, stage.name)
-    _clear_partial(d, stage.kind)
-    with open(d / "runs.jsonl", "a") as f:
-        f.write(json.dumps({"worker": worker, "host": HOST, "pid": os.getpid(), "start": time.time()}) + "\n")
-    atomic_write_text(d / "settings.json", json.dumps(stage.settings, indent=1, default=str) + "\n")
-    log_file = open(d / "log.txt", "a")
+    leader = is_writer()
+    if leader:
+        _clear_partial(d, stage.kind)
+        with open(d / "runs.jsonl", "a") as f:
+            f.write(json.dumps({"worker": worker, "host": HOST, "pid": os.getpid(), "start": time.time()}) + "\n")
+        atomic_write_text(d / "settings.json", json.dumps(stage.settings, indent=1, default=str) + "\n")
 
     def log(msg: str) -> None:
-        log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
-        log_file.flush()
+        if leader:
+            with open(d / "log.txt", "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
 
     def progress(done: int, total: int) -> None:
         if bar is not None:
@@ -158,14 +166,12 @@ def execute(plan: Plan, stage: Stage, out: Path, worker: int, bar: tqdm | None) 
     except Exception as e:  # recorded; the sweep goes on with the stages that do not need this one
         reason = f"{type(e).__name__}: {e}"
         log(f"failed: {reason}\n{traceback.format_exc()}")
-        atomic_write_text(d / "failed.json", json.dumps({"reason": reason, "worker": worker}) + "\n")
+        if leader:
+            atomic_write_text(d / "failed.json", json.dumps({"reason": reason, "worker": worker}) + "\n")
         return False
-    finally:
-        log_file.close()
-    log_file = open(d / "log.txt", "a")
     log(f"done in {summary.get('seconds', 0):.1f}s")
-    log_file.close()
-    atomic_write_text(d / "done.json", json.dumps(summary) + "\n")
+    if leader:
+        atomic_write_text(d / "done.json", json.dumps(summary) + "\n")
     return True
 
 
@@ -218,6 +224,37 @@ def write_plan(plan: Plan, out: Path) -> None:
     atomic_write_text(out / "plan.json", json.dumps(doc, indent=1, default=str) + "\n")
 
 
+def _agree(code: int) -> int:
+    """Every process of a multi-host job takes process 0's decision (one stage runs on all hosts)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return code
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int32(code)))
+
+
+def next_stage(plan: Plan, out: Path, names: list[str], final: dict[str, str], worker: int, stale_after: float):
+    """Index in ``names`` of a stage this worker has just claimed, -1 to wait for others, -2 when all are
+    final (done, failed, or blocked by a failed input). Updates ``final``."""
+    for i, name in enumerate(names):
+        if name in final:
+            continue
+        status = stage_status(out, name)
+        deps = plan.stages[name].deps
+        if status in ("done", "failed"):
+            final[name] = status
+        elif any(final.get(dep) in ("failed", "blocked") for dep in deps):
+            final[name] = "blocked"
+        elif all(final.get(dep) == "done" for dep in deps) and try_claim(stage_dir(out, name), worker, stale_after):
+            if stage_status(out, name) == "claimed":  # not finished by another worker meanwhile
+                return i
+            (stage_dir(out, name) / "claim").unlink(missing_ok=True)
+            final[name] = stage_status(out, name)
+    return -2 if len(final) == len(names) else -1
+
+
 def work(
     plan: Plan,
     out: Path,
@@ -227,42 +264,33 @@ def work(
     poll: float = 1.0,
     progress: bool = True,
 ) -> dict[str, str]:
-    """Compute every stage this process can claim until all are done, failed or blocked by a failure."""
+    """Compute every stage this worker can claim until all are done, failed or blocked by a failure.
+
+    In a multi-host job, process 0 claims and every process computes the claimed stage together."""
     names = list(plan.stages)
     # Workers start at different stages of each kind, so they rarely race for the same claim.
     names = names[worker % len(names) :] + names[: worker % len(names)]
     names.sort(key=lambda n: ["train", "rl", "eval"].index(plan.stages[n].kind))
     final: dict[str, str] = {}
+    leader = is_writer()
+    progress = progress and leader
     sweep_bar = tqdm(total=len(names), desc="sweep", unit="stage", disable=not progress, position=0)
     stage_bar = tqdm(total=1, desc="stage", unit="chunk", disable=not progress, position=1, leave=False)
-    while len(final) < len(names):
-        ran = False
-        for name in names:
-            if name in final:
-                continue
-            status = stage_status(out, name)
-            deps = plan.stages[name].deps
-            if status in ("done", "failed"):
-                final[name] = status
-            elif any(final.get(dep) in ("failed", "blocked") for dep in deps):
-                final[name] = "blocked"
-            elif all(final.get(dep) == "done" for dep in deps) and try_claim(stage_dir(out, name), worker, stale_after):
-                claim = stage_dir(out, name) / "claim"
-                try:
-                    if stage_status(out, name) == "claimed":  # not finished by another worker meanwhile
-                        with heartbeat(claim, stale_after / 4):
-                            execute(plan, plan.stages[name], out, worker, stage_bar if progress else None)
-                finally:
-                    claim.unlink(missing_ok=True)
-                final[name] = stage_status(out, name)
-                ran = True
-            if name in final:
-                sweep_bar.n = len(final)
-                sweep_bar.refresh()
-            if ran:
-                break  # rescan from the start: dependencies first
-        if not ran and len(final) < len(names):
+    while (i := _agree(next_stage(plan, out, names, final, worker, stale_after) if leader else 0)) != -2:
+        if i == -1:
             time.sleep(poll)
+            continue
+        name = names[i]
+        claim = stage_dir(out, name) / "claim"
+        try:
+            with heartbeat(claim, stale_after / 4) if leader else contextlib.nullcontext():
+                execute(plan, plan.stages[name], out, worker, stage_bar if progress else None)
+        finally:
+            if leader:
+                claim.unlink(missing_ok=True)
+        final[name] = stage_status(out, name)
+        sweep_bar.n = len(final)
+        sweep_bar.refresh()
     stage_bar.close()
     sweep_bar.close()
     return final
@@ -307,13 +335,18 @@ def slurm_worker() -> tuple[int, int] | None:
 
 def maybe_initialize_distributed() -> None:
     """Join a multi-host JAX job when a cluster manager launched several processes of one job step
-    (SLURM with more than one task, a multi-host TPU slice, or JAX_COORDINATOR_ADDRESS set)."""
+    (SLURM with more than one task, a multi-host TPU slice), or by hand: JAX_COORDINATOR_ADDRESS,
+    JAX_NUM_PROCESSES and JAX_PROCESS_ID set. Process 0 then claims stages and writes files; every
+    process computes each stage on the global device mesh."""
     import jax
 
     multi_slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_ARRAY_TASK_ID" not in os.environ
     multi_tpu = "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
     if multi_slurm or multi_tpu or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize()
+        # A hand-launched job names its size and rank (cluster managers are detected by JAX itself).
+        n, rank = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # for CPU hosts; others ignore it
+        jax.distributed.initialize(num_processes=int(n) if n else None, process_id=int(rank) if rank else None)
 
 
 def run_sweep(
@@ -340,20 +373,24 @@ def run_sweep(
     if dry_run:
         print(describe(plan, {n: stage_status(out, n) for n in plan.stages}))
         return None
-    write_plan(plan, out)
-    if retry_failed:
-        for name in plan.stages:
-            (stage_dir(out, name) / "failed.json").unlink(missing_ok=True)
+    leader = is_writer()
+    if leader:
+        write_plan(plan, out)
+        if retry_failed:
+            for name in plan.stages:
+                (stage_dir(out, name) / "failed.json").unlink(missing_ok=True)
+        atomic_write_text(out / "environment.json", json.dumps(environment(), indent=1) + "\n")
+    _agree(0)  # followers start once the leader has written the plan
     enable_compilation_cache()
-    atomic_write_text(out / "environment.json", json.dumps(environment(), indent=1) + "\n")
     t0 = time.perf_counter()
     final = work(plan, out, worker, workers, stale_after=stale_after, progress=progress)
+    _agree(0)  # the leader's last done.json is written
     results, missing = collect(plan, out)
-    if not results.empty:
+    if not results.empty and leader:
         from scaling.stages import write_table
 
         write_table(results, out / "results")
-    if progress:
+    if progress and leader:
         counts = {s: list(final.values()).count(s) for s in ("done", "failed", "blocked")}
         print(
             f"sweep: {counts['done']} stages done, {counts['failed']} failed, {counts['blocked']} blocked "

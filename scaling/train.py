@@ -135,7 +135,9 @@ def chunk_batches(task: Task, tc: TrainConfig, seed: int, chunk: int, steps: int
     rng = np.random.default_rng([seed, chunk])
     step = chunk * K + np.arange(K)
     d = rng.integers(tc.difficulties[0], max_difficulty(tc, step, steps)[:, None] + 1, (K, B))
-    ex = generate(task, d.ravel(), rng, split="train", cut_frac=tc.cut_frac, seq_len=seq_len)
+    ex = generate(
+        task, d.ravel(), rng, split="train", cut_frac=tc.cut_frac, corrupt_frac=tc.corrupt_frac, seq_len=seq_len
+    )
     return ex.tokens.reshape(K, B, seq_len), ex.loss_mask.reshape(K, B, seq_len - 1)
 
 
@@ -224,6 +226,7 @@ def train(
         "lr": float(hp["lr"][0]),
         "difficulties": list(tc.difficulties),
         "cut_frac": tc.cut_frac,
+        "corrupt_frac": tc.corrupt_frac,
         "chunk_steps": tc.chunk_steps,
     }
     if checkpoint_dir is not None and (found := latest_chunk(checkpoint_dir)) is not None:

@@ -71,3 +71,23 @@ def test_allocate_rejects_mismatched_axes():
         sl.allocate(10.0, laws, {"b": 1.0})
     with pytest.raises(LawError, match="budget must be positive"):
         sl.allocate(-1.0, laws, {"a": 1.0})
+
+
+def test_cheapest_mix_minimises_train_plus_inference_compute():
+    from scaling.laws.planning import cheapest_mix
+
+    C = np.geomspace(1e11, 1e15, 12)
+    a, alpha, Q = 1.45e12, 0.8, 1e6
+    frontier = sl.fit({"C": C, "tokens": a * C**-alpha}, "C", "tokens", "power", bootstrap=50)
+    N = lambda c: np.sqrt(c / 120.0)  # noqa: E731  (20 tokens per parameter: C = 6 N * 20 N)
+    mix = cheapest_mix(frontier, N, queries=Q, flops_range=(1e11, 1e16))
+    # total = C + k C^(1/2 - alpha), k = 2 Q a / sqrt(120): the minimum is at C = ((alpha - 1/2) k)^(1 / (1/2 + alpha))
+    k = 2 * Q * a / np.sqrt(120.0)
+    expected = ((alpha - 0.5) * k) ** (1 / (0.5 + alpha))
+    assert 1e12 < expected < 1e14
+    assert mix.train_flops == pytest.approx(expected, rel=0.01)
+    assert mix.total_flops == pytest.approx(expected + k * expected ** (0.5 - alpha), rel=0.01)
+    assert mix.tokens == pytest.approx(a * expected**-alpha, rel=0.02)
+    lo, hi = mix.train_flops_interval
+    assert lo <= mix.train_flops * 1.01 and mix.train_flops <= hi * 1.01
+    assert cheapest_mix(frontier, N, queries=0, flops_range=(1e11, 1e16)).train_flops == pytest.approx(1e11)

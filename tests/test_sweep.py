@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,7 +48,7 @@ def runs_per_stage(out: Path) -> dict[str, int]:
 
 
 def test_plan_shares_upstream_stages_and_expands_helpers(tmp_path):
-    plan = make_plan(write(tmp_path, SWEEP))
+    plan = base_plan = make_plan(write(tmp_path, SWEEP))
     assert len(plan.points) == 4 and plan.axis_names == ["models", "rl.reward_flip"]
     kinds = [s.kind for s in plan.stages.values()]
     assert kinds.count("train") == 2 and kinds.count("rl") == 4 and kinds.count("eval") == 4
@@ -58,6 +59,9 @@ def test_plan_shares_upstream_stages_and_expands_helpers(tmp_path):
     assert sorted({p.run.train.steps for p in plan.points}) == [10, 100, 1000]
     assert {(p.run.train.lr, p.run.train.batch_size) for p in plan.points} == {(0.001, 8), (0.003, 16)}
     assert len(plan.points) == 2 * 3 * 2
+    only = make_plan(write(tmp_path, SWEEP), ["rl.models=[d48]"])  # RL for some presets only
+    assert [sorted(p.stages) for p in only.points] == [["eval", "train"]] * 2 + [["eval", "rl", "train"]] * 2
+    assert only.points[2].stages["rl"] == base_plan.points[2].stages["rl"]  # the selection is not hashed
     # --set overrides a setting and changes the stage keys that read it
     other = make_plan(write(tmp_path, SWEEP), ["eval.n_per_difficulty=16"])
     base = make_plan(write(tmp_path, SWEEP))
@@ -225,3 +229,40 @@ def test_submit_with_submitit_local_executor(tmp_path):
     jobs = submit(str(config), str(out), workers=2, executor="local", wait=True)
     assert len(jobs) == 2 and all(job.result() > 0 for job in jobs)
     assert runs_per_stage(out) == {name: 1 for name in make_plan(config).stages}
+
+
+def test_multi_host_job_computes_each_stage_on_all_processes(tmp_path):
+    """Two processes of one JAX job (as SLURM tasks or TPU hosts would be): process 0 claims and writes,
+    both compute every stage on the 2-device global mesh; the results match a single-process run."""
+    import socket
+
+    config = write(tmp_path, SWEEP.replace("models: [d32, d48]", "models: [d32]"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "multi"
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2")
+        env["JAX_PROCESS_ID"] = str(rank)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "scaling", "run", config, "--out", out, "--no-analyze"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    assert runs_per_stage(out) == {name: 1 for name in make_plan(config).stages}  # claimed once, by process 0
+    single = run_sweep(config, tmp_path / "single", progress=False)
+    multi = pd.read_parquet(out / "results.parquet")
+    assert len(multi) == len(single)
+    (train_multi,) = out.glob("stages/train-*/metrics.json")
+    (train_single,) = (tmp_path / "single").glob("stages/train-*/metrics.json")
+    loss_multi, loss_single = (json.loads(p.read_text())["loss"] for p in (train_multi, train_single))
+    np.testing.assert_allclose(loss_multi, loss_single, rtol=1e-4)  # the batch was sharded over 2 hosts
+    assert json.loads((out / "environment.json").read_text())["process_count"] == 2

@@ -111,3 +111,14 @@ def test_harder_difficulties_are_longer_and_answer_spaces_are_large():
 def test_unknown_task_is_a_clear_error():
     with pytest.raises(ScalingError, match="unknown task 'mult'; choose one of"):
         get_task("mult")
+
+
+def test_corrupted_traces_answer_another_problem():
+    task, d = get_task("add"), np.full(400, 3)
+    clean = generate(task, d, np.random.default_rng(5))
+    assert verify(np.stack([continuation(clean, i) for i in range(400)]), clean.answer, clean.answer_len).all()
+    bad = generate(task, d, np.random.default_rng(5), corrupt_frac=0.5)
+    np.testing.assert_array_equal(bad.answer, clean.answer)  # the true answers are kept for verification
+    np.testing.assert_array_equal(bad.tokens[:, :10], clean.tokens[:, :10])  # same prompts
+    wrong = 1 - verify(np.stack([continuation(bad, i) for i in range(400)]), bad.answer, bad.answer_len)
+    assert 0.35 < wrong.mean() < 0.6  # about half the traces now end in a wrong answer

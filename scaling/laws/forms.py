@@ -9,6 +9,7 @@ the documented parameters and enforces the physical bounds:
   error cannot be above the best value observed;
 - ``sigmoid_log``'s upper asymptote ``A`` lies in [max y, ceiling] (ceiling 1 when every y is in
   [0, 1], e.g. accuracies) and its lower asymptote ``R0`` in [floor, min y] (floor 0 when y >= 0).
+Here min y and max y are over the mean y of each distinct x (seeds at one x are averaged).
 """
 
 from __future__ import annotations

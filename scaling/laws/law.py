@@ -67,7 +67,8 @@ class Law:
 
     ``params`` are keyed by the form's parameter names; ``ci[name] = (lo, hi)`` holds the
     bootstrap percentile interval at ``level``; ``samples`` the bootstrap parameter draws
-    (rows in ``params`` order). ``r2`` is measured in the units of y on the fitted points;
+    (rows in ``params`` order). ``r2`` is measured in the units of y on the fitted points (``r2_means`` on the mean y of
+    each distinct x, when x repeats: seeds add noise no law can explain);
     ``holdout`` (when requested) records the extrapolation check.
     """
 
@@ -78,6 +79,7 @@ class Law:
     bounds: Bounds
     options: dict[str, Any] = field(default_factory=dict)
     r2: float = math.nan
+    r2_means: float = math.nan  # R^2 against the mean y of each distinct x (with seeds); nan without repeats
     n_points: int = 0
     fingerprint: str = ""
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -165,7 +167,8 @@ class Law:
             ci = self.ci.get(name)
             band = f"  [{ci[0]:.6g}, {ci[1]:.6g}] ({self.level:.0%} CI)" if ci else ""
             lines.append(f"  {name:>6} = {value:.6g}{band}")
-        lines.append(f"  R^2 = {self.r2:.4f} on {self.n_points} points")
+        means = "" if math.isnan(self.r2_means) else f" (R^2 of the means over repeated x: {self.r2_means:.4f})"
+        lines.append(f"  R^2 = {self.r2:.4f} on {self.n_points} points{means}")
         if self.holdout:
             h = self.holdout
             lines.append(
@@ -186,6 +189,7 @@ class Law:
             "ci": {k: [float(lo), float(hi)] for k, (lo, hi) in self.ci.items()},
             "level": self.level,
             "r2": self.r2,
+            "r2_means": self.r2_means,
             "holdout_error": self.holdout_error,
             "holdout": self.holdout,
             "n_points": self.n_points,
@@ -242,6 +246,7 @@ def load(path: str | os.PathLike) -> Law:
         bounds=Bounds(**d["bounds"]),
         options=d.get("options", {}),
         r2=float(d.get("r2", math.nan)),
+        r2_means=float(d.get("r2_means", math.nan)),
         n_points=int(d.get("n_points", 0)),
         fingerprint=d.get("data_fingerprint", ""),
         ci={k: (float(v[0]), float(v[1])) for k, v in d.get("ci", {}).items()},

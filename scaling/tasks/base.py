@@ -118,9 +118,13 @@ def generate(
     *,
     split: str = "train",
     cut_frac: float = 0.0,
+    corrupt_frac: float = 0.0,
     seq_len: int | None = None,
 ) -> Examples:
-    """Examples with the given per-row difficulties, from the ``split`` of prompt space."""
+    """Examples with the given per-row difficulties, from the ``split`` of prompt space.
+
+    ``corrupt_frac`` of rows (training data of low quality) carry the trace and answer of another
+    problem of the same difficulty; ``answer`` still holds the true answer of every prompt."""
     difficulty = np.asarray(difficulty, dtype=np.int32)
     n = len(difficulty)
     T = seq_len or task.seq_len(np.unique(difficulty))
@@ -136,8 +140,13 @@ def generate(
         if P + R + A + 3 > T:
             raise ValueError(f"task {task.name!r} at difficulty {d} needs {P + R + A + 3} tokens, seq_len is {T}")
         m = len(rows)
+        trace, said = b.trace, b.answer
+        if corrupt_frac > 0 and m > 1:
+            bad = (rng.random(m) < corrupt_frac)[:, None]
+            donor = np.roll(np.arange(m), 1)  # problems are independent draws: a neighbour's trace is wrong here
+            trace, said = np.where(bad, trace[donor], trace), np.where(bad, said[donor], said)
         full = np.concatenate(
-            [np.full((m, 1), BOS), b.prompt, b.trace, np.full((m, 1), EOT), b.answer, np.full((m, 1), EOS)], axis=1
+            [np.full((m, 1), BOS), b.prompt, trace, np.full((m, 1), EOT), said, np.full((m, 1), EOS)], axis=1
         )
         # Cut the trace of some rows after k of its R tokens (k < R): skip the rest of it.
         k = np.full(m, R)

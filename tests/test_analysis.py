@@ -1,0 +1,104 @@
+"""The analysis and the planning notebook, on a reduced quickstart run (real training, small budgets)."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling import laws
+from scaling.analysis import analyze
+from scaling.sweep import run_sweep
+
+from .conftest import ROOT
+
+REDUCED = [  # the quickstart, shrunk: fewer seeds, steps, prompts and problems; every axis kept
+    "seeds=[0, 1]",
+    "models=[d32, d48, d64]",
+    "train.tokens_per_param=null",
+    "train.steps=300",
+    "train.difficulties=[1, 2]",
+    "eval.difficulties=[1, 3]",
+    "eval.n_per_difficulty=16",
+    "rl.prompts=64",
+    "rl.prompts_per_step=8",
+    "rl.chunk_steps=2",
+    "rl.ladder_points=4",
+    "testtime.n_per_difficulty=8",
+    "testtime.ks=[1, 2, 4]",
+]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick") / "run"
+    run_sweep(ROOT / "experiments" / "quickstart.yaml", out, overrides=REDUCED, progress=False)
+    return out
+
+
+def test_analysis_regenerates_laws_figures_and_report(quick_run):
+    results = pd.read_parquet(quick_run / "results.parquet")
+    ladder = results[results["source"] == "rl_ladder"]
+    assert set(ladder["strategy"]) == {"greedy", "sampled"} and set(ladder["model"]) <= {"d64", "d80"}
+    assert ladder["rl_prompts"].nunique() >= 4
+    res = analyze(quick_run, bootstrap=50)
+    assert {"thinking", "majority", "rl_data"} <= set(res.laws) | {s.split(":")[0] for s in res.skipped}
+    assert any(s.startswith("size law: 3 distinct params values") for s in res.skipped)  # 3 presets are too few
+    for name, law in res.laws.items():
+        saved = laws.load(quick_run / "laws" / f"{name}.json")
+        np.testing.assert_allclose(saved.predict([10.0, 100.0]), law.predict([10.0, 100.0]))
+        doc = json.loads((quick_run / "laws" / f"{name}.json").read_text())
+        assert "r2" in doc and "holdout" in doc
+    for stem in ("size", "size_difficulty", "thinking", "thinking_difficulty", "majority", "rl_data", "tradeoff"):
+        for suffix in (".png", ".svg"):
+            assert (quick_run / "figures" / f"{stem}{suffix}").stat().st_size > 1000, stem
+    report = (quick_run / "report.md").read_text()
+    assert "| law | formula |" in report and "## Skipped" in report
+    for name, law in res.laws.items():
+        assert f"| {name} | `{law.formula()}`" in report
+
+
+def test_analysis_of_incomplete_results_says_what_it_skipped(quick_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(quick_run, run, ignore=shutil.ignore_patterns("checkpoint", "figures", "laws"))
+    df = pd.read_parquet(run / "results.parquet")
+    one_seed = df[(df["seed"] == 0) & (df["model"] != "d48")]  # a missing preset and a single seed
+    one_seed.to_parquet(run / "results.parquet")
+    (run / "results.csv").unlink()
+    stage = next((run / "stages").glob("eval-*"))
+    (stage / "done.json").unlink()
+    (stage / "failed.json").write_text(json.dumps({"reason": "StageFailed: non-finite training loss", "worker": 0}))
+    res = analyze(run, bootstrap=20)
+    text = "\n".join(res.skipped)
+    assert "failed: StageFailed: non-finite training loss" in text
+    assert "single seed" in text
+    assert (run / "figures" / "size.png").exists() and (run / "figures" / "thinking.png").exists()
+    assert "## Skipped" in (run / "report.md").read_text()
+
+
+def test_analyze_cli_errors_cleanly(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "scaling", "analyze", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "no results.parquet or results.csv" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_planning_notebook_runs_end_to_end(quick_run, tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    analyze(quick_run, bootstrap=50)
+    monkeypatch.setenv("SCALING_RUN_DIR", str(quick_run))
+    monkeypatch.setenv("SCALING_TARGET", "0.3")
+    nb = nbformat.read(ROOT / "analysis" / "planning.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = "".join(
+        o.get("text", "") + json.dumps(o.get("data", {})) for cell in nb.cells for o in cell.get("outputs", [])
+    )
+    assert "thinking" in outputs and "Error" not in outputs
+    assert os.environ["SCALING_RUN_DIR"] == str(quick_run)
+    assert Path(quick_run / "laws").is_dir()
