@@ -197,16 +197,16 @@ def fit_tradeoff(df: pd.DataFrame, level: float) -> laws.Law:
 
 
 def tradeoff_levels(df: pd.DataFrame) -> list[float]:
-    """Accuracy targets for frontiers: levels reached by at least 3 presets, rounded to 0.05."""
+    """Three accuracy targets for frontiers, from a third of the third-best preset's best accuracy up to it
+    (so that at least 3 presets reach each)."""
     rows = df[(df["source"] == "eval") & (df["strategy"] == "budget") & df["in_train_range"]]
     if rows.empty:
         return []
     best = rows.groupby(["model", "budget"])["value"].mean().groupby("model").max().sort_values()
-    if len(best) < 3:
+    if len(best) < 3 or best.iloc[-3] <= 0:
         return []
-    top = best.iloc[-3]  # the third best preset's best accuracy
-    levels = np.arange(0.1, top + 1e-9, 0.1)
-    return [round(float(v), 2) for v in levels[-3:]]
+    top = float(best.iloc[-3])
+    return sorted({v for v in np.floor(np.linspace(top / 3, top, 3) * 100) / 100 if v > 0})
 
 
 def rl_ladder_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -103,7 +103,8 @@ class Law:
     def predict(self, x: Any) -> np.ndarray | float:
         """y at ``x`` (see ``as_inputs`` for accepted shapes); a float for a scalar input."""
         cols, scalar = as_inputs(x, self.x, self.spec.inputs)
-        y = self.spec.predict(self._theta(), cols, np)
+        with np.errstate(over="ignore"):  # exp overflow far from a sigmoid's midpoint is its asymptote
+            y = self.spec.predict(self._theta(), cols, np)
         return float(y[0]) if scalar else y
 
     def residuals(self, data: Any) -> np.ndarray:
@@ -116,7 +117,8 @@ class Law:
             raise LawError(f"law for {self.y!r} has no bootstrap samples: fit it with bootstrap=B > 0")
         cols, scalar = as_inputs(x, self.x, self.spec.inputs)
         theta = [self.samples[:, i : i + 1] for i in range(self.samples.shape[1])]
-        return self.spec.predict(theta, cols, np), scalar
+        with np.errstate(over="ignore"):
+            return self.spec.predict(theta, cols, np), scalar
 
     def interval(self, x: Any, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Bootstrap percentile band (lo, hi) of the law's curve at ``x``."""
