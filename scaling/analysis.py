@@ -290,6 +290,8 @@ def analyze(run_dir: str | Path, model: str | None = None, bootstrap: int = 200,
     if model not in set(df["model"]):
         raise ScalingError(f"--model {model}: not in the results (models: {sorted(set(df['model']))})")
     fig_dir, law_dir = run_dir / "figures", run_dir / "laws"
+    for stale in [*law_dir.glob("*.json"), *fig_dir.glob("*.png"), *fig_dir.glob("*.svg")]:
+        stale.unlink()  # a law or figure the data no longer supports must not linger
     builders = {
         "size": lambda: size_axis(df),
         "rl_data": lambda: rl_axis(df, model),
@@ -330,17 +332,19 @@ def analyze(run_dir: str | Path, model: str | None = None, bootstrap: int = 200,
         if not levels:
             res.skipped.append("tradeoff: fewer than 3 presets with thinking-budget rows, no frontier fitted")
         res.figures += plots.tradeoff_figure(df, frontiers, fig_dir)
-    res.report = write_report(run_dir, res, model)
+    res.report = write_report(run_dir, df, res, model)
     return res
 
 
-def write_report(run_dir: Path, res: Analysis, model: str) -> Path:
+def write_report(run_dir: Path, df: pd.DataFrame, res: Analysis, model: str) -> Path:
     lines = [
         f"# Scaling laws of {run_dir.name}",
         "",
-        f"Accuracy is held-out greedy accuracy on the training difficulties. One-preset axes use {model}.",
-        "Held-out error: the law is refitted without the largest x point and scored there (accuracy units;",
-        "for trade-off laws, tokens).",
+        "Accuracy: held-out, on the training difficulties, averaged over them; greedy, except the RL axis, which",
+        f"uses pass@1 sampled at the evaluation temperature when the sweep measured it. One-preset axes use {model}.",
+        "Laws are fitted to every seed with squared residuals (the expected accuracy); R^2 (seeds) is measured on",
+        "the seeds, R^2 (means) on the mean over seeds at each x. Held-out error: the law is refitted without the",
+        "largest x point and scored there, in accuracy units (the trade-off laws, fitted on few presets, are not).",
         "",
         report_table(res.laws) if res.laws else "No law could be fitted.",
         "",
@@ -348,7 +352,6 @@ def write_report(run_dir: Path, res: Analysis, model: str) -> Path:
         "",
         *[f"- `{p.relative_to(run_dir)}`" for p in res.figures if p.suffix == ".png"],
     ]
-    df = load_results(run_dir)
     if not (ladder := rl_ladder_table(df)).empty:
         lines += ["", "## RL data ladder (mean and sd over seeds)", "", markdown(ladder)]
     per_difficulty, edges = rl_per_difficulty(df)

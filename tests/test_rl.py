@@ -155,3 +155,11 @@ def test_rl_loop_runs_chunks_and_evaluates_a_data_ladder():
     assert RLConfig(prompts=1000, prompts_per_step=16, chunk_steps=8).ladder_volumes() == [0, 128, 256, 384, 640, 1024]
     w = band_weights(np.array([0.0, 0.5, 1.0]), (0.2, 0.8))
     assert w[1] > w[0] and w[1] > w[2] and w.sum() == pytest.approx(1.0)
+
+
+def test_bench_rl_section_reports_throughput_and_sampling_share():
+    from scaling.bench import run_bench
+
+    rl = run_bench(["rl"])["rl"]
+    assert rl["completions_per_s"] > 0 and rl["completions_per_step"] == 16 * 8
+    assert 0 < rl["sampling_share"] < 1  # sampling is part of the step, not all of it
