@@ -197,8 +197,8 @@ def fit_tradeoff(df: pd.DataFrame, level: float) -> laws.Law:
 
 
 def tradeoff_levels(df: pd.DataFrame) -> list[float]:
-    """Three accuracy targets for frontiers, from a third of the third-best preset's best accuracy up to it
-    (so that at least 3 presets reach each)."""
+    """Three accuracy targets for frontiers, from half the third-best preset's best accuracy up to it
+    (so that at least 3 presets reach each, and low targets every preset meets at once are left out)."""
     rows = df[(df["source"] == "eval") & (df["strategy"] == "budget") & df["in_train_range"]]
     if rows.empty:
         return []
@@ -206,7 +206,7 @@ def tradeoff_levels(df: pd.DataFrame) -> list[float]:
     if len(best) < 3 or best.iloc[-3] <= 0:
         return []
     top = float(best.iloc[-3])
-    return sorted({v for v in np.floor(np.linspace(top / 3, top, 3) * 100) / 100 if v > 0})
+    return sorted({v for v in np.floor(np.linspace(top / 2, top, 3) * 100) / 100 if v > 0})
 
 
 def rl_ladder_table(df: pd.DataFrame) -> pd.DataFrame:

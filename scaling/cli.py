@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 import numpy as np
@@ -110,7 +111,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         stale_after=args.stale_after,
     )
-    if results is not None and not results.empty:
+    from scaling.stages import is_writer
+
+    if results is not None and not results.empty and is_writer():  # one report per multi-host job
         from scaling.stages import summary
 
         print(summary(results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -127,7 +130,7 @@ def _print_analysis(run_dir: str, model: str | None, bootstrap: int) -> None:
     res = analyze(run_dir, model=model, bootstrap=bootstrap)
     for name, law in res.laws.items():
         held = f", held-out error {law.holdout_error:.4f}" if law.holdout else ""
-        means = "" if law.r2_means != law.r2_means else f" (means {law.r2_means:.3f})"
+        means = "" if math.isnan(law.r2_means) else f" (means {law.r2_means:.3f})"
         print(f"law {name}: {law.formula()}  R^2 {law.r2:.3f}{means}{held}")
     for line in res.skipped:
         print(f"skipped {line}")
@@ -148,6 +151,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ScalingError(f"--slurm {text!r}: expected KEY=VALUE, e.g. slurm_partition=gpu")
+    key, value = text.split("=", 1)
+    return key, value
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from scaling.submit import submit
 
@@ -158,7 +168,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         executor=args.executor,
         overrides=args.set or [],
         folder=args.logs,
-        slurm=dict(kv.split("=", 1) for kv in args.slurm or []),
+        slurm=dict(_key_value(kv) for kv in args.slurm or []),
         wait=args.wait,
     )
     for job in jobs:

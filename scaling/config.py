@@ -292,8 +292,8 @@ def from_dict(cls, data: dict, where: str = "config", prefix: str = ""):
     return cls(**kwargs)
 
 
-def load_run_config(path: str | Path) -> RunConfig:
-    """Read and validate a run config YAML file."""
+def read_yaml(path: str | Path) -> dict:
+    """The top-level mapping of a YAML config file (ConfigError naming the file otherwise)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -303,4 +303,9 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: invalid YAML ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
-    return from_dict(RunConfig, data, str(path)).validate(str(path))
+    return data
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read and validate a single-run config YAML file (sweeps: ``scaling.plan.make_plan``)."""
+    return from_dict(RunConfig, read_yaml(path), str(path)).validate(str(path))

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from scaling.config import ConfigError, RunConfig, from_dict
+from scaling.config import ConfigError, RunConfig, from_dict, read_yaml
 
 HELPERS = {"logspace": np.geomspace, "linspace": np.linspace}
 
@@ -135,19 +135,6 @@ def parse_override(text: str) -> tuple[str, Any]:
         return path.strip(), yaml.safe_load(value)
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {text!r}: invalid YAML value ({e})") from None
-
-
-def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
-    return data
 
 
 def expand(raw: dict, where: str) -> tuple[list[str], list[tuple[dict, RunConfig]]]:

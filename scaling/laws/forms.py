@@ -169,7 +169,7 @@ class Power(Form):
         return (0.0, np.inf)
 
     def formula(self, p, x, y):
-        return f"{y} = {p['A']:.6g} * {x[0]}^-{p['alpha']:.6g}"
+        return f"{y} = {p['A']:.6g} * {x[0]}^{-p['alpha']:.6g}"
 
 
 class SaturatingPower(Form):
