@@ -103,7 +103,7 @@ class Law:
     def predict(self, x: Any) -> np.ndarray | float:
         """y at ``x`` (see ``as_inputs`` for accepted shapes); a float for a scalar input."""
         cols, scalar = as_inputs(x, self.x, self.spec.inputs)
-        with np.errstate(over="ignore"):  # exp overflow far from a sigmoid's midpoint is its asymptote
+        with np.errstate(over="ignore", divide="ignore"):  # far from a sigmoid's midpoint: its asymptote
             y = self.spec.predict(self._theta(), cols, np)
         return float(y[0]) if scalar else y
 
@@ -117,7 +117,7 @@ class Law:
             raise LawError(f"law for {self.y!r} has no bootstrap samples: fit it with bootstrap=B > 0")
         cols, scalar = as_inputs(x, self.x, self.spec.inputs)
         theta = [self.samples[:, i : i + 1] for i in range(self.samples.shape[1])]
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", divide="ignore"):
             return self.spec.predict(theta, cols, np), scalar
 
     def interval(self, x: Any, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
