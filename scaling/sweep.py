@@ -259,7 +259,6 @@ def work(
     plan: Plan,
     out: Path,
     worker: int = 0,
-    workers: int = 1,
     stale_after: float = 120.0,
     poll: float = 1.0,
     progress: bool = True,
@@ -383,7 +382,7 @@ def run_sweep(
     _agree(0)  # followers start once the leader has written the plan
     enable_compilation_cache()
     t0 = time.perf_counter()
-    final = work(plan, out, worker, workers, stale_after=stale_after, progress=progress)
+    final = work(plan, out, worker, stale_after=stale_after, progress=progress)
     _agree(0)  # the leader's last done.json is written
     results, missing = collect(plan, out)
     if not results.empty and leader:
@@ -422,8 +421,11 @@ def status_text(out: str | Path) -> str:
         if st == "failed":
             lines.append(f"  failed {name}: {_read_json(stage_dir(out, name) / 'failed.json')['reason']}")
         if st == "claimed":
-            holder = _read_json(stage_dir(out, name) / "claim")
-            lines.append(f"  running {name}: worker {holder['worker']} on {holder['host']} (pid {holder['pid']})")
+            try:
+                holder = _read_json(stage_dir(out, name) / "claim")
+                lines.append(f"  running {name}: worker {holder['worker']} on {holder['host']} (pid {holder['pid']})")
+            except (FileNotFoundError, json.JSONDecodeError):  # released or being written just now
+                lines.append(f"  running {name}")
     done_points = sum(all(stage_status(out, n) == "done" for n in p["stages"].values()) for p in doc["points"])
     head = [f"{out}: {len(doc['points'])} points ({done_points} complete), {len(doc['stages'])} stages"]
     for kind, counts in table.items():
