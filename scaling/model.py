@@ -1,4 +1,5 @@
-"""Decoder-only transformer family (flax nnx): pre-norm, RMSNorm, rotary positions, causal attention.
+"""Decoder-only transformer family (flax nnx): pre-norm, RMSNorm, rotary positions, causal attention,
+squared-ReLU MLP.
 
 Shapes: B batch, T sequence, S key/cache length, D d_model, H heads, K head dim, F d_ff, V vocab.
 
@@ -15,6 +16,7 @@ training = 3 x forward.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import jax
@@ -95,6 +97,52 @@ def apply_rope(x_BxTxHxK: jax.Array, cos_TxK2: jax.Array, sin_TxK2: jax.Array) -
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
+def _attention_fwd(q_BxHxTxK, k_BxHxSxK, v_BxHxSxK, mask_BxTxS):
+    # The 1/sqrt(K) scale goes on the small q rather than the (T, S) scores: one pass fewer.
+    q_BxHxTxK = q_BxHxTxK * q_BxHxTxK.shape[-1] ** -0.5
+    scores_BxHxTxS = jnp.einsum("bhtk,bhsk->bhts", q_BxHxTxK, k_BxHxSxK)
+    scores_BxHxTxS = jnp.where(mask_BxTxS[:, None], scores_BxHxTxS, jnp.finfo(scores_BxHxTxS.dtype).min)
+    probs_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1)
+    out_BxHxTxK = jnp.einsum("bhts,bhsk->bhtk", probs_BxHxTxS, v_BxHxSxK)
+    return out_BxHxTxK, (q_BxHxTxK, k_BxHxSxK, v_BxHxSxK, mask_BxTxS, probs_BxHxTxS, out_BxHxTxK)
+
+
+def _attention_bwd(residuals, dout_BxHxTxK):
+    """FlashAttention's backward: dS = P * (dP - rowsum(dO * O)). The row sum comes from the small
+    (T, K) tensors rather than a reduction over the (T, S) scores, and every product keeps the
+    large (T, S) operand in its stored layout (the small one is transposed instead)."""
+    q_scaled, k, v, mask_BxTxS, probs_BxHxTxS, out = residuals
+    swap = functools.partial(jnp.swapaxes, axis1=-1, axis2=-2)
+    dv_BxHxKxS = jnp.einsum("bhkt,bhts->bhks", swap(dout_BxHxTxK), probs_BxHxTxS)
+    dprobs_BxHxTxS = jnp.einsum("bhtk,bhks->bhts", dout_BxHxTxK, swap(v))
+    rowsum_BxHxTx1 = jnp.sum(dout_BxHxTxK * out, axis=-1, keepdims=True)
+    # Masked scores get no gradient, also in rows where every key is masked (padding queries).
+    dscores_BxHxTxS = jnp.where(mask_BxTxS[:, None], probs_BxHxTxS * (dprobs_BxHxTxS - rowsum_BxHxTx1), 0.0)
+    dq_BxHxTxK = jnp.einsum("bhts,bhsk->bhtk", dscores_BxHxTxS, k) * q_scaled.shape[-1] ** -0.5
+    dk_BxHxKxS = jnp.einsum("bhkt,bhts->bhks", swap(q_scaled), dscores_BxHxTxS)
+    return dq_BxHxTxK, swap(dk_BxHxKxS), swap(dv_BxHxKxS), None
+
+
+@jax.custom_vjp
+def attention(q_BxHxTxK, k_BxHxSxK, v_BxHxSxK, mask_BxTxS):
+    """softmax(q k^T / sqrt(K) where mask, else -inf) v, with a hand-written backward pass.
+    ``mask`` (B or 1, T, S) is True where a query may attend to a key.
+
+    XLA's autodiff of the softmax costs a reduction over the (T, S) scores and transposes of
+    them; this backward measured 1.2x faster for the whole d96 training step on a CPU.
+    """
+    return _attention_fwd(q_BxHxTxK, k_BxHxSxK, v_BxHxSxK, mask_BxTxS)[0]
+
+
+attention.defvjp(_attention_fwd, _attention_bwd)
+
+
+def relu_squared(x):
+    """max(x, 0)^2 (So et al. 2021, "Primer"): as good as GELU for small transformers, and its
+    backward fuses into XLA's CPU matmuls where GELU's tanh forces transposed copies."""
+    return jnp.square(jax.nn.relu(x))
+
+
 class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         D, F = cfg.d_model, cfg.d_ff
@@ -109,26 +157,24 @@ class Block(nnx.Module):
         self.down = nnx.Linear(F, D, use_bias=False, kernel_init=out_init, rngs=rngs)
 
     def __call__(self, x_BxTxD, cos_TxK2, sin_TxK2, mask_BxTxS, cache=None, pos=0):
-        """Returns the block output and the (possibly updated) cache (k_BxSxHxK, v_BxSxHxK)."""
+        """Returns the block output and the (possibly updated) cache (k_BxHxSxK, v_BxHxSxK)."""
         B, T, D = x_BxTxD.shape
         H, K = self.cfg.n_heads, self.cfg.head_dim
         qkv_BxTx3xHxK = self.qkv(self.attn_norm(x_BxTxD)).reshape(B, T, 3, H, K)
-        q_BxTxHxK = apply_rope(qkv_BxTx3xHxK[:, :, 0], cos_TxK2, sin_TxK2)
-        k_BxTxHxK = apply_rope(qkv_BxTx3xHxK[:, :, 1], cos_TxK2, sin_TxK2)
-        v_BxTxHxK = qkv_BxTx3xHxK[:, :, 2]
+        heads_major = functools.partial(jnp.swapaxes, axis1=1, axis2=2)
+        q_BxHxTxK = heads_major(apply_rope(qkv_BxTx3xHxK[:, :, 0], cos_TxK2, sin_TxK2))
+        k_BxHxTxK = heads_major(apply_rope(qkv_BxTx3xHxK[:, :, 1], cos_TxK2, sin_TxK2))
+        v_BxHxTxK = heads_major(qkv_BxTx3xHxK[:, :, 2])
         if cache is not None:
             k_cache, v_cache = cache
-            k_BxSxHxK = jax.lax.dynamic_update_slice(k_cache, k_BxTxHxK.astype(k_cache.dtype), (0, pos, 0, 0))
-            v_BxSxHxK = jax.lax.dynamic_update_slice(v_cache, v_BxTxHxK.astype(v_cache.dtype), (0, pos, 0, 0))
-            cache = (k_BxSxHxK, v_BxSxHxK)
+            k_BxHxSxK = jax.lax.dynamic_update_slice(k_cache, k_BxHxTxK.astype(k_cache.dtype), (0, 0, pos, 0))
+            v_BxHxSxK = jax.lax.dynamic_update_slice(v_cache, v_BxHxTxK.astype(v_cache.dtype), (0, 0, pos, 0))
+            cache = (k_BxHxSxK, v_BxHxSxK)
         else:
-            k_BxSxHxK, v_BxSxHxK = k_BxTxHxK, v_BxTxHxK
-        scores_BxHxTxS = jnp.einsum("bthk,bshk->bhts", q_BxTxHxK, k_BxSxHxK) / jnp.sqrt(jnp.float32(K))
-        scores_BxHxTxS = jnp.where(mask_BxTxS[:, None], scores_BxHxTxS, jnp.finfo(scores_BxHxTxS.dtype).min)
-        probs_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1)
-        attn_BxTxHxK = jnp.einsum("bhts,bshk->bthk", probs_BxHxTxS, v_BxSxHxK)
-        x_BxTxD = x_BxTxD + self.attn_out(attn_BxTxHxK.reshape(B, T, D))
-        x_BxTxD = x_BxTxD + self.down(jax.nn.gelu(self.up(self.mlp_norm(x_BxTxD))))
+            k_BxHxSxK, v_BxHxSxK = k_BxHxTxK, v_BxHxTxK
+        attn_BxHxTxK = attention(q_BxHxTxK, k_BxHxSxK, v_BxHxSxK, mask_BxTxS)
+        x_BxTxD = x_BxTxD + self.attn_out(heads_major(attn_BxHxTxK).reshape(B, T, D))
+        x_BxTxD = x_BxTxD + self.down(relu_squared(self.up(self.mlp_norm(x_BxTxD))))
         return x_BxTxD, cache
 
 
@@ -142,32 +188,32 @@ class Transformer(nnx.Module):
             cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=nnx.initializers.normal(0.02), rngs=rngs
         )
 
-    def __call__(self, tokens_BxT, cache=None, pos=0, key_valid_BxS=None):
+    def __call__(self, tokens_BxT, cache=None, pos=0, key_valid_BxS=None, positions_T=None, mask_BxTxS=None):
         """Logits (B, T, V). Without ``cache``: causal self-attention over ``tokens``.
 
-        With ``cache`` (one (k, v) pair per layer, each (B, S, H, K)): tokens sit at absolute
-        positions pos..pos+T-1, are written into the cache, and attend to every cached
-        position <= their own whose ``key_valid`` is True (False for left padding).
+        With ``cache`` (one (k, v) pair per layer, each (B, H, S, K)): tokens are written into
+        cache slots pos..pos+T-1 and, by default, sit at those positions and attend to every slot
+        <= their own whose ``key_valid`` is True (False for left padding). For tree-shaped
+        decoding (several continuations of one shared prefix), ``positions_T`` gives the tokens'
+        own positions and ``mask_BxTxS`` (B or 1, T, S) exactly which slots each one attends to.
         Returns (logits, cache).
         """
-        B, T = tokens_BxT.shape
+        T = tokens_BxT.shape[1]
         cos, sin = rope_tables(self.cfg)
         # One-hot matmul instead of a gather: with a ~50-token vocabulary the backward pass is
         # then a small dense matmul rather than a scatter-add.
         x_BxTxD = jax.nn.one_hot(tokens_BxT, self.cfg.vocab_size, dtype=self.embed.dtype) @ self.embed[...]
-        q_pos_T = pos + jnp.arange(T)
-        if cache is None:
-            S = T
-            k_pos_S = jnp.arange(S)
-            cos_T, sin_T = cos[:T], sin[:T]
+        S = T if cache is None else cache[0][0].shape[2]
+        if positions_T is None:
+            positions_T = pos + jnp.arange(T)
+            cos_T, sin_T = jax.lax.dynamic_slice_in_dim(cos, pos, T), jax.lax.dynamic_slice_in_dim(sin, pos, T)
         else:
-            S = cache[0][0].shape[1]
-            k_pos_S = jnp.arange(S)
-            cos_T = jax.lax.dynamic_slice_in_dim(cos, pos, T)
-            sin_T = jax.lax.dynamic_slice_in_dim(sin, pos, T)
-        mask_BxTxS = jnp.broadcast_to(k_pos_S[None, None, :] <= q_pos_T[None, :, None], (B, T, S))
-        if key_valid_BxS is not None:
-            mask_BxTxS = mask_BxTxS & key_valid_BxS[:, None, :]
+            cos_T, sin_T = jnp.take(cos, positions_T, axis=0), jnp.take(sin, positions_T, axis=0)
+        if mask_BxTxS is None:
+            # (1, T, S) unless padding makes rows differ: a mask materialised per row costs a pass.
+            mask_BxTxS = jnp.arange(S)[None, None, :] <= positions_T[None, :, None]
+            if key_valid_BxS is not None:
+                mask_BxTxS = mask_BxTxS & key_valid_BxS[:, None, :]
         new_cache = []
         for i, block in enumerate(self.blocks):
             x_BxTxD, layer_cache = block(x_BxTxD, cos_T, sin_T, mask_BxTxS, None if cache is None else cache[i], pos)
@@ -179,7 +225,7 @@ class Transformer(nnx.Module):
 
 
 def empty_cache(cfg: ModelConfig, batch: int, dtype=jnp.float32) -> list[tuple[jax.Array, jax.Array]]:
-    shape = (batch, cfg.max_len, cfg.n_heads, cfg.head_dim)
+    shape = (batch, cfg.n_heads, cfg.max_len, cfg.head_dim)
     return [(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.n_layers)]
 
 

@@ -24,6 +24,7 @@ import optax
 from scaling.model import ModelConfig, apply
 from scaling.sample import _decode
 from scaling.tasks.tokenizer import EOS, EOT, PAD
+from scaling.train import over_seeds
 
 ADVANTAGES = ("dr_grpo", "grpo", "rloo")
 
@@ -188,7 +189,7 @@ def rl_chunk(
     clip=None,
     inner_epochs=1,
 ):
-    """K RL steps for every seed: scan over steps inside, vmap over seeds outside (prompts shared).
+    """K RL steps for every seed: scan over steps inside, ``over_seeds`` outside (prompts shared).
 
     Returns params, optimiser states and per-step metrics (S, K, ...) without the completions."""
 
@@ -219,7 +220,7 @@ def rl_chunk(
         xs = (prompts_KxPxL, valid_KxPxL, answer_KxPxA, answer_len_KxP, keys_K)
         return jax.lax.scan(body, (params, opt), xs)
 
-    (params_S, opt_S), metrics = jax.vmap(one_seed)(params_S, opt_S, ref_S, keys_SxK)
+    (params_S, opt_S), metrics = over_seeds(one_seed, params_S, opt_S, ref_S, keys_SxK)
     return params_S, opt_S, metrics
 
 

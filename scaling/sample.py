@@ -9,8 +9,8 @@ Test-time controls, all traced values (one compiled program serves every setting
 - ``budget``: after this many thinking tokens without <eot>, <eot> is forced (budget forcing);
 - ``min_think``: <eot> is suppressed until this many thinking tokens are written.
 ``decode_budgets`` evaluates many budgets from one greedy pass: under greedy decoding the trace
-under budget b is a prefix of the unforced trace, so each budget forks the cache at b and only
-decodes the short answer.
+under budget b is a prefix of the unforced trace, so each budget is a branch off the shared cache
+at b that only decodes the short answer.
 """
 
 from __future__ import annotations
@@ -110,34 +110,48 @@ def budgets_width(budgets, answer_len: int) -> int:
 def decode_budgets(cfg: ModelConfig, params, prompts_BxP, valid_BxP, *, budgets: tuple[int, ...], answer_len: int):
     """Greedy generations under every thinking budget from one pass: (n_budgets, B, G) token ids.
 
-    One unforced greedy pass writes G = max(budgets) + answer_len + 1 tokens and keeps its cache;
-    for budget b the cache is forked after b thinking tokens (later positions stay hidden by the
-    causal mask until the fork overwrites them), <eot> is fed at position P + b and ``answer_len``
-    tokens are decoded, for all budgets at once. Rows that ended thinking on their own before b keep
-    their unforced continuation, exactly as a separate forced decode would.
+    One unforced greedy pass writes G = max(budgets) + answer_len + 1 tokens and keeps its cache.
+    Under greedy decoding the trace under budget b is a prefix of that pass, so budget b is a
+    branch of a tree: <eot> at position P + b, then ``answer_len`` answer tokens. All F branches
+    of a row decode together, F tokens per step: their keys go to F * answer_len slots past the
+    shared cache, and each attends to the prefix before P + b and to its own branch, so the
+    cache is never copied per budget. Rows that ended thinking on their own before b keep their
+    unforced continuation, exactly as a separate forced decode would.
     """
     B, P = prompts_BxP.shape
+    F, A, S0 = len(budgets), answer_len, cfg.max_len
     G = budgets_width(budgets, answer_len)
     full_BxG, cache, key_valid_BxS = _decode(
         cfg, params, prompts_BxP, valid_BxP, jax.random.key(0), 0.0, NO_BUDGET, 0, G, 0
     )
+    budget_F = jnp.asarray(budgets, jnp.int32)
+    # Branch f's i-th token lives in slot S0 + i * F + f.
+    cache = [tuple(jnp.pad(c, ((0, 0), (0, 0), (0, F * A), (0, 0))) for c in layer) for layer in cache]
+    slot_S = jnp.arange(S0 + F * A)
+    in_branch_S = slot_S >= S0
+    prefix_BxFxS = (slot_S[None, None, :] < P + budget_F[None, :, None]) & jnp.pad(key_valid_BxS, ((0, 0), (0, F * A)))[
+        :, None, :
+    ]
+    own_FxS = in_branch_S[None, :] & ((slot_S[None, :] - S0) % F == jnp.arange(F)[:, None])
+
+    def step(carry, i):
+        token_BxF, cache = carry
+        mask_BxFxS = prefix_BxFxS | (own_FxS & ((slot_S - S0) // F <= i))[None]
+        logits_BxFxV, cache = apply(
+            cfg, params, token_BxF, cache=cache, pos=S0 + i * F, positions_T=P + budget_F + i, mask_BxTxS=mask_BxFxS
+        )
+        nxt_BxF = jnp.argmax(logits_BxFxV, axis=-1).astype(jnp.int32)
+        return (nxt_BxF, cache), nxt_BxF
+
+    eot_BxF = jnp.full((B, F), EOT, jnp.int32)
+    _, answer_AxBxF = jax.lax.scan(step, (eot_BxF, cache), jnp.arange(A))
     positions_G = jnp.arange(G)
 
-    def fork(b):
-        def step(carry, i):
-            token_B, cache = carry
-            logits_Bx1xV, cache = apply(
-                cfg, params, token_B[:, None], cache=cache, pos=P + b + i, key_valid_BxS=key_valid_BxS
-            )
-            nxt = jnp.argmax(logits_Bx1xV[:, 0], axis=-1).astype(jnp.int32)
-            return (nxt, cache), nxt
-
-        eot_B = jnp.full((B,), EOT, jnp.int32)
-        _, answer_NxB = jax.lax.scan(step, (eot_B, cache), jnp.arange(answer_len))
-        tail_NxB = jnp.concatenate([eot_B[None], answer_NxB], axis=0)
+    def assemble(b, answer_BxA):
+        tail_BxA1 = jnp.concatenate([eot_BxF[:, :1], answer_BxA], axis=1)
         forced_BxG = jnp.where(positions_G[None, :] < b, full_BxG, PAD)
-        forced_BxG = jax.lax.dynamic_update_slice(forced_BxG, tail_NxB.T, (0, b))
+        forced_BxG = jax.lax.dynamic_update_slice(forced_BxG, tail_BxA1, (0, b))
         ended_early_B = jnp.any((full_BxG == EOT) & (positions_G[None, :] < b), axis=1)
         return jnp.where(ended_early_B[:, None], full_BxG, forced_BxG)
 
-    return jax.vmap(fork)(jnp.asarray(budgets, jnp.int32))
+    return jax.vmap(assemble)(budget_F, jnp.transpose(answer_AxBxF, (2, 1, 0)))

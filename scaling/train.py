@@ -1,8 +1,8 @@
 """Supervised training on reasoning traces: AdamW, warmup + cosine, curriculum, seeds in one program.
 
 The whole step loop of a chunk is one compiled ``lax.scan``; seeds (and their numeric
-hyperparameters, which are traced values) are ``vmap``-ed, so one program serves every seed and
-learning rate of a model shape. The batch axis is sharded over a data-parallel device mesh that
+hyperparameters, which are traced values) go through ``over_seeds``, so one program serves every
+seed and learning rate of a model shape. The batch axis is sharded over a data-parallel device mesh that
 collapses to a single device on a CPU. Data for chunk c of seed s comes from
 ``numpy.random.default_rng([s, c])``, so a run restored from a checkpoint continues bit-identically.
 """
@@ -27,11 +27,25 @@ from scaling.config import ConfigError, TrainConfig
 from scaling.model import ModelConfig, apply, init_params, param_counts
 from scaling.tasks import Task, generate
 
-# Performance notes (2-core AVX-512 CPU, XLA 0.10): the d96 step reaches 0.27 of a dense matmul's
-# FLOP rate, and 8 vmapped seeds of d32 cost 9.9x one seed: XLA's CPU code for the batched
-# (per-seed) matmuls and attention is slower per element than the unbatched one, so vmap adds
-# work instead of filling idle cores. lax.map over seeds measured 8.1x; a heads-major attention
-# layout and a gather embedding changed nothing. On accelerators vmap is the right layout.
+# Performance notes (2-core AVX-512 CPU, XLA 0.10; figures from ``scaling bench``): the d96 step
+# reaches 0.37 of a dense matmul's FLOP rate. What it took: a hand-written attention backward
+# (model.attention) and a squared-ReLU MLP (GELU's backward forced transposed copies), 1.35x in
+# all. On a CPU, XLA's batched (per-seed) matmuls run slower per element than unbatched ones, so
+# 8 vmapped seeds of d32 cost ~9.8x one seed and lax.map over seeds ~7.7x; even the largest
+# matmul alone costs 5.8x for 8 batched copies. ``over_seeds`` therefore maps on CPUs.
+
+HYPERPARAMS = ("lr", "warmup", "total", "weight_decay", "grad_clip")
+
+
+def over_seeds(fn: Callable, *args_S, how: str | None = None):
+    """``fn`` applied to each slice of ``args_S`` along their leading seed axis, in one program:
+    ``how="vmap"`` batches the seeds, ``"map"`` loops over them (``lax.map``). By default vmap on
+    accelerators and map on a CPU, where it measured faster (see above)."""
+    how = how or ("map" if jax.default_backend() == "cpu" else "vmap")
+    if how == "map":
+        return jax.lax.map(lambda args: fn(*args), args_S)
+    return jax.vmap(fn)(*args_S)
+
 
 HYPERPARAMS = ("lr", "warmup", "total", "weight_decay", "grad_clip")
 
@@ -110,14 +124,16 @@ def train_step(cfg: ModelConfig, state: dict, tokens_BxT, mask_BxT1, hp) -> tupl
     }
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",), donate_argnames=("state",))
-def train_chunk(cfg: ModelConfig, state: dict, tokens_SxKxBxT, mask_SxKxBxT1, hp) -> tuple[dict, dict]:
-    """K steps for every seed: scan over steps inside, vmap over seeds outside; metrics (S, K)."""
+@functools.partial(jax.jit, static_argnames=("cfg", "seeds_how"), donate_argnames=("state",))
+def train_chunk(
+    cfg: ModelConfig, state: dict, tokens_SxKxBxT, mask_SxKxBxT1, hp, seeds_how: str | None = None
+) -> tuple[dict, dict]:
+    """K steps for every seed: scan over steps inside, ``over_seeds`` outside; metrics (S, K)."""
 
     def one_seed(state, tokens_KxBxT, mask_KxBxT1, hp):
         return jax.lax.scan(lambda s, batch: train_step(cfg, s, *batch, hp), state, (tokens_KxBxT, mask_KxBxT1))
 
-    return jax.vmap(one_seed)(state, tokens_SxKxBxT, mask_SxKxBxT1, hp)
+    return over_seeds(one_seed, state, tokens_SxKxBxT, mask_SxKxBxT1, hp, how=seeds_how)
 
 
 def max_difficulty(tc: TrainConfig, step: np.ndarray, steps: int) -> np.ndarray:

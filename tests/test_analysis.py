@@ -18,7 +18,7 @@ from .conftest import ROOT
 REDUCED = [  # the quickstart, shrunk: fewer presets, seeds, steps, prompts and problems; every axis kept
     "seeds=[0, 1]",
     "models=[d32, d48, d64]",
-    "train.steps=800",
+    "train.steps=1200",
     "train.difficulties=[1, 2]",
     "eval.difficulties=[1, 3]",
     "eval.n_per_difficulty=16",

@@ -8,7 +8,8 @@ the documented parameters and enforces the physical bounds:
 - a floor (``E`` of ``saturating_power`` and ``chinchilla``) lies in (0, min y): an irreducible
   error cannot be above the best value observed;
 - ``sigmoid_log``'s upper asymptote ``A`` lies in [max y, ceiling] (ceiling 1 when every y is in
-  [0, 1], e.g. accuracies) and its lower asymptote ``R0`` in [floor, min y] (floor 0 when y >= 0).
+  [0, 1], e.g. accuracies), its lower asymptote ``R0`` in [floor, min y] (floor 0 when y >= 0)
+  and its steepness ``B`` in (0, 100].
 Here min y and max y are over the mean y of each distinct x (seeds at one x are averaged).
 """
 
@@ -211,6 +212,10 @@ class SigmoidLog(Form):
     name, params = "sigmoid_log", ("R0", "A", "C_mid", "B")
     equation = "y = R0 + (A - R0) / (1 + (C_mid / x)^B)"
     space = "linear"  # accuracies can be exactly 0
+    # Steepness cap: at B = 100 the law moves from 1% to 99% of its range within 5% of C_mid, a
+    # step no grid of x can resolve further. Step-like data (a curve that saturates between two
+    # budgets) would otherwise send B, and every bootstrap refit, to infinity.
+    B_MAX = 100.0
 
     def predict(self, p, xs, xp=np):
         R0, A, C_mid, B = p
@@ -219,7 +224,7 @@ class SigmoidLog(Form):
     def natural(self, u, b, xp=np):
         R0 = _between(u[..., 0], b[2], b[0], xp)
         A = _above(u[..., 1], b[1], b[3], xp)
-        return R0, A, xp.exp(u[..., 2]), xp.exp(u[..., 3])
+        return R0, A, xp.exp(u[..., 2]), self.B_MAX * _sigmoid(u[..., 3], xp)
 
     def internal(self, p, b):
         return np.stack(
@@ -227,7 +232,7 @@ class SigmoidLog(Form):
                 _between_inv(p[:, 0], b.floor, b.y_min),
                 _above_inv(p[:, 1], b.y_max, b.ceiling),
                 np.log(p[:, 2]),
-                np.log(p[:, 3]),
+                _logit(p[:, 3] / self.B_MAX),
             ],
             axis=1,
         )
