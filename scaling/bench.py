@@ -104,24 +104,19 @@ def bench_fit(n_scipy_starts: int = 24) -> dict[str, float]:
     }
 
 
-def dense_matmul_flops(n: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of a float32 n x n matmul through XLA on this machine (best of ``repeats``)."""
+def _dense_matmul(n: int = 2048) -> tuple[Callable[[], object], float]:
+    """A jitted float32 n x n matmul (compiled) and its FLOPs: the machine's practical peak."""
     import jax
     import jax.numpy as jnp
 
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
     f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
-    best = min(_timed(lambda: f(a).block_until_ready())[0] for _ in range(repeats))
-    return 2.0 * n**3 / best
+    return (lambda: f(a)), 2.0 * n**3
 
 
-def _train_step_seconds(
-    name: str, n_seeds: int, steps: int = 20, batch: int = 64, seeds_how: str | None = None
-) -> tuple[float, int, object]:
-    """Seconds per training step of preset ``name`` for ``n_seeds`` seeds in one program."""
-    import jax
-
+def _train_chunk_runner(name: str, n_seeds: int, steps: int = 20, batch: int = 64, seeds_how: str | None = None):
+    """A compiled chunk of ``steps`` training steps of preset ``name`` for ``n_seeds`` seeds in one
+    program: (run, seq_len, cfg), where ``run()`` executes the chunk once more."""
     from scaling.config import TrainConfig
     from scaling.model import get_preset
     from scaling.tasks import get_task
@@ -135,25 +130,26 @@ def _train_step_seconds(
     state = init_state(cfg, list(range(n_seeds)), hp)
     data = [chunk_batches(task, tc, s, 0, steps, seq_len) for s in range(n_seeds)]
     tokens, mask = np.stack([d[0] for d in data]), np.stack([d[1] for d in data])
-    state, m = train_chunk(cfg, state, tokens, mask, hp, seeds_how)  # compile
-    jax.block_until_ready(m)
-    best = np.inf
-    for _ in range(5):  # best of 5: this machine's speed drifts by up to 25% over seconds
-        t = time.perf_counter()
-        state, m = train_chunk(cfg, state, tokens, mask, hp, seeds_how)
-        jax.block_until_ready(m)
-        best = min(best, (time.perf_counter() - t) / steps)
-    return best, seq_len, cfg
+
+    def run():
+        nonlocal state  # donated: each run continues from the last
+        state, metrics = train_chunk(cfg, state, tokens, mask, hp, seeds_how)
+        return metrics
+
+    return run, seq_len, cfg
 
 
-def bench_train() -> dict:
+def bench_train(steps: int = 20) -> dict:
     """Training throughput of the CPU presets against a dense matmul timed in the same run."""
     from scaling.model import CPU_PRESETS, flops_per_token, param_counts
 
-    matmul = dense_matmul_flops()
-    out: dict = {"dense_matmul_gflops": matmul / 1e9, "batch": 64}
+    matmul, matmul_flops = _dense_matmul()
+    out: dict = {"batch": 64, "dense_matmul_gflops": 0.0}
     for name in CPU_PRESETS:
-        step_s, seq_len, cfg = _train_step_seconds(name, 1)
+        run, seq_len, cfg = _train_chunk_runner(name, 1, steps)
+        chunk_s, matmul_s = _best_of(run, matmul)
+        step_s, peak = chunk_s / steps, matmul_flops / matmul_s
+        out["dense_matmul_gflops"] = max(out["dense_matmul_gflops"], peak / 1e9)
         tokens = 64 * (seq_len - 1)
         model_flops = flops_per_token(cfg, seq_len - 1)["train"] * tokens / step_s
         out[name] = {
@@ -161,25 +157,25 @@ def bench_train() -> dict:
             "step_ms": step_s * 1e3,
             "tokens_per_s": tokens / step_s,
             "model_gflops": model_flops / 1e9,
-            "fraction_of_matmul": model_flops / matmul,
+            "fraction_of_matmul": model_flops / peak,  # against the matmul timed alongside
         }
     # 8 seeds in one program over 1, as the toolkit batches them here (``train.over_seeds``), and
     # with each of its two layouts forced.
-    one, seq_len, cfg = _train_step_seconds(CPU_PRESETS[0], 1)
-    out["vmap_seeds_cost"] = _train_step_seconds(CPU_PRESETS[0], 8)[0] / one
-    for how in ("vmap", "map"):
-        out[f"seeds_cost_{how}"] = _train_step_seconds(CPU_PRESETS[0], 8, seeds_how=how)[0] / one
+    one, seq_len, cfg = _train_chunk_runner(CPU_PRESETS[0], 1, steps)
+    eights = [_train_chunk_runner(CPU_PRESETS[0], 8, steps, seeds_how=how)[0] for how in (None, "vmap", "map")]
+    one_s, *eight_s = _best_of(one, *eights)
+    for key, s in zip(("vmap_seeds_cost", "seeds_cost_vmap", "seeds_cost_map"), eight_s, strict=True):
+        out[key] = s / one_s
     # The most that batching seeds can buy here: the same ratio for the step's largest matmul
     # (the MLP up-projection of 64 x (T-1) tokens) alone, the op that gains most from a batch axis.
     rows = 64 * (seq_len - 1)
-    out["vmap_matmul_cost"] = _batched_matmul_seconds(8, rows, cfg.d_model, cfg.d_ff) / _batched_matmul_seconds(
-        1, rows, cfg.d_model, cfg.d_ff
-    )
+    eight_mm, one_mm = _best_of(*(_batched_matmul(n, rows, cfg.d_model, cfg.d_ff) for n in (8, 1)), repeats=30)
+    out["vmap_matmul_cost"] = eight_mm / one_mm
     return out
 
 
-def _batched_matmul_seconds(n: int, rows: int, d_in: int, d_out: int) -> float:
-    """Seconds for ``n`` independent (rows, d_in) @ (d_in, d_out) float32 matmuls in one program."""
+def _batched_matmul(n: int, rows: int, d_in: int, d_out: int) -> Callable[[], object]:
+    """``n`` independent (rows, d_in) @ (d_in, d_out) float32 matmuls in one jitted program."""
     import jax
     import jax.numpy as jnp
 
@@ -187,7 +183,7 @@ def _batched_matmul_seconds(n: int, rows: int, d_in: int, d_out: int) -> float:
     x = jnp.asarray(rng.standard_normal((n, rows, d_in)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((n, d_in, d_out)), jnp.float32)
     f = jax.jit(lambda x, w: jnp.einsum("nrd,ndf->nrf", x, w))
-    return _best_of(lambda: f(x, w), repeats=30)
+    return lambda: f(x, w)
 
 
 def bench_tasks(n: int = 100_000) -> dict:
@@ -203,11 +199,19 @@ def bench_tasks(n: int = 100_000) -> dict:
     return out
 
 
-def _best_of(fn, repeats: int = 7) -> float:
+def _best_of(*fns: Callable[[], object], repeats: int = 7):
+    """Best wall time of each function (compiled first) over ``repeats`` rounds. The functions
+    alternate within a round, so that drifts in the machine's speed (up to 25% over seconds here)
+    hit all of them alike and their ratios hold. One function: a float; several: a list."""
     import jax
 
-    jax.block_until_ready(fn())  # compile
-    return min(_timed(lambda: jax.block_until_ready(fn()))[0] for _ in range(repeats))
+    for fn in fns:
+        jax.block_until_ready(fn())
+    best = [np.inf] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], _timed(lambda fn=fn: jax.block_until_ready(fn()))[0])
+    return best[0] if len(fns) == 1 else best
 
 
 def bench_sample(batch: int = 64, new_tokens: int = 48) -> dict:
@@ -234,8 +238,10 @@ def bench_sample(batch: int = 64, new_tokens: int = 48) -> dict:
     params = init_params(cfg, jax.random.key(0))
     budgets, answer_len = (0, 1, 2, 4, 8, 16, 32, 64), 6
     width = budgets_width(budgets, answer_len)
-    alone = _best_of(lambda: decode(cfg, params, prompts, valid, jax.random.key(0), budget=max(budgets), max_new=width))
-    together = _best_of(lambda: decode_budgets(cfg, params, prompts, valid, budgets=budgets, answer_len=answer_len))
+    alone, together = _best_of(
+        lambda: decode(cfg, params, prompts, valid, jax.random.key(0), budget=max(budgets), max_new=width),
+        lambda: decode_budgets(cfg, params, prompts, valid, budgets=budgets, answer_len=answer_len),
+    )
     out["budgets"] = list(budgets)
     out["budgets_cost"] = together / alone
     return out
@@ -263,14 +269,14 @@ def bench_rl(prompts: int = 16, group_size: int = 8) -> dict:
     opt = optax.adam(1.0).init(params)
     hp = {k: jnp.float32(x) for k, x in {"lr": 1e-4, "temperature": 1.0, "kl_coef": 0.0, "reward_flip": 0.0}.items()}
     key = jax.random.key(1)
-    step = _best_of(
+    pg, vg = np.repeat(p, group_size, 0), np.repeat(v, group_size, 0)
+    step, sample = _best_of(
         lambda: rl_step(
             cfg, params, opt, params, p, v, ex.answer, ex.answer_len, key, hp, group_size=group_size, max_new=max_new
         )[2]["loss"],
+        lambda: decode(cfg, params, pg, vg, key, hp["temperature"], max_new=max_new),
         repeats=5,
     )
-    pg, vg = np.repeat(p, group_size, 0), np.repeat(v, group_size, 0)
-    sample = _best_of(lambda: decode(cfg, params, pg, vg, key, hp["temperature"], max_new=max_new), repeats=5)
     return {
         "model": CPU_PRESETS[-1],
         "completions_per_step": prompts * group_size,

@@ -125,11 +125,11 @@ def _attention_bwd(residuals, dout_BxHxTxK):
 
 @jax.custom_vjp
 def attention(q_BxHxTxK, k_BxHxSxK, v_BxHxSxK, mask_BxTxS):
-    """softmax(q k^T / sqrt(K) where mask, else -inf) v, with a hand-written backward pass.
+    """softmax(q k^T / sqrt(K) where mask, else -inf) v, with a hand-written backward pass;
     ``mask`` (B or 1, T, S) is True where a query may attend to a key.
 
     XLA's autodiff of the softmax costs a reduction over the (T, S) scores and transposes of
-    them; this backward measured 1.2x faster for the whole d96 training step on a CPU.
+    them; with this backward the whole d96 training step ran about 1.15x faster on a CPU.
     """
     return _attention_fwd(q_BxHxTxK, k_BxHxSxK, v_BxHxSxK, mask_BxTxS)[0]
 
@@ -138,8 +138,9 @@ attention.defvjp(_attention_fwd, _attention_bwd)
 
 
 def relu_squared(x):
-    """max(x, 0)^2 (So et al. 2021, "Primer"): as good as GELU for small transformers, and its
-    backward fuses into XLA's CPU matmuls where GELU's tanh forces transposed copies."""
+    """max(x, 0)^2 (So et al. 2021, "Primer"). Its backward fuses into XLA's CPU matmuls where
+    GELU's forced transposed copies (d96 step 1.2x faster), and on the quickstart it trained better
+    than GELU did (held-out accuracy of d48 / d64: 0.73 / 0.92 against 0.40 / 0.72)."""
     return jnp.square(jax.nn.relu(x))
 
 

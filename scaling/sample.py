@@ -129,9 +129,8 @@ def decode_budgets(cfg: ModelConfig, params, prompts_BxP, valid_BxP, *, budgets:
     cache = [tuple(jnp.pad(c, ((0, 0), (0, 0), (0, F * A), (0, 0))) for c in layer) for layer in cache]
     slot_S = jnp.arange(S0 + F * A)
     in_branch_S = slot_S >= S0
-    prefix_BxFxS = (slot_S[None, None, :] < P + budget_F[None, :, None]) & jnp.pad(key_valid_BxS, ((0, 0), (0, F * A)))[
-        :, None, :
-    ]
+    key_valid_BxS = jnp.pad(key_valid_BxS, ((0, 0), (0, F * A)))
+    prefix_BxFxS = (slot_S[None, None, :] < P + budget_F[None, :, None]) & key_valid_BxS[:, None, :]
     own_FxS = in_branch_S[None, :] & ((slot_S[None, :] - S0) % F == jnp.arange(F)[:, None])
 
     def step(carry, i):

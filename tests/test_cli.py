@@ -129,3 +129,17 @@ def test_bench_prints_the_fit_figures_as_json():
     assert fit["chinchilla_starts"] == 4500
     # Both optimisers found the same optimum, so the timing compares like with like.
     assert fit["chinchilla_objective"] == pytest.approx(fit["scipy_best_objective"], rel=1e-6)
+
+
+def test_bench_train_and_sample_sections_report_ratios_to_references():
+    from scaling.bench import run_bench
+    from scaling.model import CPU_PRESETS
+
+    out = run_bench(["train", "sample"])
+    train, sample = out["train"], out["sample"]
+    for name in CPU_PRESETS:
+        assert 0 < train[name]["fraction_of_matmul"] < 1 and train[name]["tokens_per_s"] > 0
+        assert sample[f"{name}_decode_tokens_per_s"] > 0
+    for key in ("vmap_seeds_cost", "seeds_cost_vmap", "seeds_cost_map", "vmap_matmul_cost"):
+        assert 1 < train[key] < 20, key  # 8 seeds never cost less than one
+    assert 1 < sample["budgets_cost"] < 8  # 8 budgets for less than 8 separate decodes

@@ -47,6 +47,20 @@ def test_one_program_serves_every_seed_and_learning_rate():
     assert loss[0, -1] < loss[1, -1]  # same seed and data, the larger learning rate learns faster
 
 
+def test_vmap_and_map_over_seeds_train_alike():
+    from scaling.train import hyperparams, init_state, train_chunk
+
+    hp = hyperparams(TC, TINY, 20, 2)
+    data = [chunk_batches(TASK, TC, s, 0, 20, TASK.seq_len([1, 2])) for s in (0, 1)]
+    tokens, mask = np.stack([d[0] for d in data]), np.stack([d[1] for d in data])
+    losses = {}
+    for how in ("vmap", "map"):  # the accelerator and the CPU layout of one program
+        _, m = train_chunk(TINY, init_state(TINY, [0, 1], hp), tokens, mask, hp, seeds_how=how)
+        losses[how] = np.asarray(m["loss"])
+    assert losses["map"].shape == (2, 5) and not np.allclose(losses["map"][0], losses["map"][1])
+    np.testing.assert_allclose(losses["vmap"], losses["map"], rtol=1e-4)
+
+
 def test_checkpoint_resume_is_bit_identical(tmp_path):
     straight = train(TINY, TASK, TC, [0, 1])
     partial = train(TINY, TASK, TC, [0, 1], checkpoint_dir=tmp_path, stop_after_chunks=2)  # then "killed"
