@@ -28,7 +28,7 @@ from scaling.model import ModelConfig, apply, init_params, param_counts
 from scaling.tasks import Task, generate
 
 # Performance notes (2-core AVX-512 CPU, XLA 0.10; figures from ``scaling bench``): the d96 step
-# reaches 0.37 of a dense matmul's FLOP rate, about 1.4x faster than with XLA's autodiff of the
+# reaches 0.35-0.37 of a dense matmul's FLOP rate, about 1.4x faster than with XLA's autodiff of the
 # attention and a GELU MLP (see model.attention and model.relu_squared). On a CPU, XLA's batched
 # (per-seed) matmuls run slower per element than unbatched ones: 8 vmapped seeds of d32 cost
 # ~9.8x one seed, lax.map over seeds ~7.7x, and even the step's largest matmul alone costs 5.8x
