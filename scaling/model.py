@@ -26,6 +26,10 @@ from flax import nnx
 from scaling.errors import ScalingError
 from scaling.tasks.tokenizer import VOCAB_SIZE
 
+# Revision of what a parameter tree computes (1: GELU MLP; 2: squared-ReLU MLP). Sweep stages hash
+# it, so that a rerun never evaluates checkpoints of an older architecture with the new code.
+ARCHITECTURE = 2
+
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -181,9 +181,10 @@ def _digest(obj: Any) -> str:
 
 def point_stages(run: RunConfig) -> list[Stage]:
     """train -> [rl] -> eval for one point. Each stage hashes only the settings it reads."""
+    from scaling.model import ARCHITECTURE
     from scaling.stages import model_max_len
 
-    base = {"task": run.task, "model": run.models[0], "seeds": list(run.seeds)}
+    base = {"task": run.task, "model": run.models[0], "architecture": ARCHITECTURE, "seeds": list(run.seeds)}
     train = {**base, "train": dataclasses.asdict(run.train)}
     stages = [Stage("train", _digest(["train", train]), (), train)]
     if run.rl is not None and run.rl.prompts > 0 and (not run.rl.models or run.models[0] in run.rl.models):
