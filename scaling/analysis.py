@@ -16,7 +16,6 @@ is the mean absolute error there, in accuracy units (0.05 = 5 points).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,8 @@ import pandas as pd
 
 from scaling import laws
 from scaling.errors import LawError, ScalingError
-from scaling.laws.law import atomic_write_text
-from scaling.stages import range_table
+from scaling.io import atomic_write_text, read_json
+from scaling.results import load_results, range_table
 
 
 @dataclass
@@ -48,17 +47,6 @@ class Analysis:
     figures: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     report: Path | None = None
-
-
-def load_results(run_dir: Path) -> pd.DataFrame:
-    for name in ("results.parquet", "results.csv"):
-        if (run_dir / name).is_file():
-            df = pd.read_parquet(run_dir / name) if name.endswith("parquet") else pd.read_csv(run_dir / name)
-            need = {"source", "strategy", "model", "params", "seed", "difficulty", "value", "in_train_range"}
-            if missing := need - set(df.columns):
-                raise ScalingError(f"{run_dir / name}: not a sweep results table (missing columns {sorted(missing)})")
-            return df
-    raise ScalingError(f"{run_dir}: no results.parquet or results.csv (run `scaling run CONFIG --out {run_dir}`)")
 
 
 def _greedy(df: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -275,7 +263,7 @@ def report_table(fitted: dict[str, laws.Law]) -> str:
 def _failures(run_dir: Path) -> list[str]:
     out = []
     for f in sorted((run_dir / "stages").glob("*/failed.json")):
-        out.append(f"stage {f.parent.name} failed: {json.loads(f.read_text())['reason']}")
+        out.append(f"stage {f.parent.name} failed: {read_json(f, 'stage failure record')['reason']}")
     return out
 
 

@@ -117,8 +117,8 @@ def _dense_matmul(n: int = 2048) -> tuple[Callable[[], object], float]:
 def _train_chunk_runner(name: str, n_seeds: int, steps: int = 20, batch: int = 64, seeds_how: str | None = None):
     """A compiled chunk of ``steps`` training steps of preset ``name`` for ``n_seeds`` seeds in one
     program: (run, seq_len, cfg), where ``run()`` executes the chunk once more."""
-    from scaling.config import TrainConfig
-    from scaling.model import get_preset
+    from scaling.settings import TrainConfig
+    from scaling.specs import get_preset
     from scaling.tasks import get_task
     from scaling.train import chunk_batches, hyperparams, init_state, train_chunk
 
@@ -139,15 +139,16 @@ def _train_chunk_runner(name: str, n_seeds: int, steps: int = 20, batch: int = 6
     return run, seq_len, cfg
 
 
-def bench_train(steps: int = 20) -> dict:
+def bench_train(steps: int = 20, presets: tuple[str, ...] | None = None, repeats: int = 7) -> dict:
     """Training throughput of the CPU presets against a dense matmul timed in the same run."""
-    from scaling.model import CPU_PRESETS, flops_per_token, param_counts
+    from scaling.specs import CPU_PRESETS, flops_per_token, param_counts
 
+    presets = presets or CPU_PRESETS
     matmul, matmul_flops = _dense_matmul()
     out: dict = {"batch": 64, "dense_matmul_gflops": 0.0}
-    for name in CPU_PRESETS:
+    for name in presets:
         run, seq_len, cfg = _train_chunk_runner(name, 1, steps)
-        chunk_s, matmul_s = _best_of(run, matmul)
+        chunk_s, matmul_s = _best_of(run, matmul, repeats=repeats)
         step_s, peak = chunk_s / steps, matmul_flops / matmul_s
         out["dense_matmul_gflops"] = max(out["dense_matmul_gflops"], peak / 1e9)
         tokens = 64 * (seq_len - 1)
@@ -161,15 +162,15 @@ def bench_train(steps: int = 20) -> dict:
         }
     # 8 seeds in one program over 1, as the toolkit batches them here (``train.over_seeds``), and
     # with each of its two layouts forced.
-    one, seq_len, cfg = _train_chunk_runner(CPU_PRESETS[0], 1, steps)
-    eights = [_train_chunk_runner(CPU_PRESETS[0], 8, steps, seeds_how=how)[0] for how in (None, "vmap", "map")]
-    one_s, *eight_s = _best_of(one, *eights)
+    one, seq_len, cfg = _train_chunk_runner(presets[0], 1, steps)
+    eights = [_train_chunk_runner(presets[0], 8, steps, seeds_how=how)[0] for how in (None, "vmap", "map")]
+    one_s, *eight_s = _best_of(one, *eights, repeats=repeats)
     for key, s in zip(("vmap_seeds_cost", "seeds_cost_vmap", "seeds_cost_map"), eight_s, strict=True):
         out[key] = s / one_s
     # The most that batching seeds can buy here: the same ratio for the step's largest matmul
     # (the MLP up-projection of 64 x (T-1) tokens) alone, the op that gains most from a batch axis.
     rows = 64 * (seq_len - 1)
-    eight_mm, one_mm = _best_of(*(_batched_matmul(n, rows, cfg.d_model, cfg.d_ff) for n in (8, 1)), repeats=30)
+    eight_mm, one_mm = _best_of(*(_batched_matmul(n, rows, cfg.d_model, cfg.d_ff) for n in (8, 1)), repeats=4 * repeats)
     out["vmap_matmul_cost"] = eight_mm / one_mm
     return out
 
@@ -214,33 +215,39 @@ def _best_of(*fns: Callable[[], object], repeats: int = 7):
     return best[0] if len(fns) == 1 else best
 
 
-def bench_sample(batch: int = 64, new_tokens: int = 48) -> dict:
+def bench_sample(
+    batch: int = 64, new_tokens: int = 48, presets: tuple[str, ...] | None = None, repeats: int = 7
+) -> dict:
     """Greedy KV-cache decoding speed of the CPU presets, and the cost of 8 thinking budgets from
     one pass (``decode_budgets``) over the largest budget decoded alone."""
     import jax
 
-    from scaling.model import CPU_PRESETS, get_preset, init_params
+    from scaling.model import init_params
     from scaling.sample import budgets_width, decode, decode_budgets, left_pad
+    from scaling.specs import CPU_PRESETS, get_preset
     from scaling.tasks import generate, get_task
 
     task = get_task("add")
     ex = generate(task, np.full(batch, 4), np.random.default_rng(0), split="eval")
     prompts, valid = left_pad(ex.tokens, ex.prompt_len)
     out: dict = {"batch": batch}
-    for name in CPU_PRESETS:
+    presets = presets or CPU_PRESETS
+    for name in presets:
         cfg = get_preset(name, max_len=128)
         params = init_params(cfg, jax.random.key(0))
         s = _best_of(
-            lambda cfg=cfg, params=params: decode(cfg, params, prompts, valid, jax.random.key(0), max_new=new_tokens)
+            lambda cfg=cfg, params=params: decode(cfg, params, prompts, valid, jax.random.key(0), max_new=new_tokens),
+            repeats=repeats,
         )
         out[f"{name}_decode_tokens_per_s"] = batch * new_tokens / s
-    cfg = get_preset(CPU_PRESETS[-1], max_len=128)
+    cfg = get_preset(presets[-1], max_len=128)
     params = init_params(cfg, jax.random.key(0))
     budgets, answer_len = (0, 1, 2, 4, 8, 16, 32, 64), 6
     width = budgets_width(budgets, answer_len)
     alone, together = _best_of(
         lambda: decode(cfg, params, prompts, valid, jax.random.key(0), budget=max(budgets), max_new=width),
         lambda: decode_budgets(cfg, params, prompts, valid, budgets=budgets, answer_len=answer_len),
+        repeats=repeats,
     )
     out["budgets"] = list(budgets)
     out["budgets_cost"] = together / alone
@@ -248,33 +255,32 @@ def bench_sample(batch: int = 64, new_tokens: int = 48) -> dict:
 
 
 def bench_rl(prompts: int = 16, group_size: int = 8) -> dict:
-    """One RL step (sample G completions per prompt, verify, advantages, update) of the largest CPU
+    """One RL step (sample Q completions per prompt, check, advantages, update) of the largest CPU
     preset: completions per second, and the share of the step spent sampling (the same decode alone)."""
     import jax
-    import jax.numpy as jnp
-    import optax
 
-    from scaling.evaluate import max_new_tokens
-    from scaling.model import CPU_PRESETS, get_preset, init_params
-    from scaling.rl import rl_step
+    from scaling.model import init_params
+    from scaling.optim import TrainState, constant, optimizer
+    from scaling.rl import B2, PromptBatch, RLHyper, RLSpec, rl_step
     from scaling.sample import decode, left_pad
+    from scaling.specs import CPU_PRESETS, get_preset
     from scaling.tasks import generate, get_task
 
     task = get_task("add")
-    max_new = max_new_tokens(task, range(1, 5))
+    max_new = task.max_new_tokens(range(1, 5))
     ex = generate(task, np.full(prompts, 4), np.random.default_rng(0), split="train")
     p, v = left_pad(ex.tokens, ex.prompt_len)
     cfg = get_preset(CPU_PRESETS[-1], max_len=p.shape[1] + max_new)
     params = init_params(cfg, jax.random.key(0))
-    opt = optax.adam(1.0).init(params)
-    hp = {k: jnp.float32(x) for k, x in {"lr": 1e-4, "temperature": 1.0, "kl_coef": 0.0, "reward_flip": 0.0}.items()}
+    hp = RLHyper(constant(1e-4), np.float32(1.0), np.float32(0.0), np.float32(0.0))
+    state = TrainState(np.int32(0), params, optimizer(hp.optim, b2=B2).init(params))
+    batch = PromptBatch(p, v, ex.answer, ex.answer_len)
+    spec = RLSpec(group_size=group_size, max_new=max_new)
     key = jax.random.key(1)
     pg, vg = np.repeat(p, group_size, 0), np.repeat(v, group_size, 0)
     step, sample = _best_of(
-        lambda: rl_step(
-            cfg, params, opt, params, p, v, ex.answer, ex.answer_len, key, hp, group_size=group_size, max_new=max_new
-        )[2]["loss"],
-        lambda: decode(cfg, params, pg, vg, key, hp["temperature"], max_new=max_new),
+        lambda: rl_step(cfg, state, params, batch, key, hp, spec=spec)[1]["loss"],
+        lambda: decode(cfg, params, pg, vg, key, hp.temperature, max_new=max_new),
         repeats=5,
     )
     return {

@@ -1,81 +1,85 @@
-"""Orbax checkpoints of a training state, one directory per completed chunk, the newest kept.
+"""Checkpoints through orbax's ``CheckpointManager``: one step per completed chunk, the newest kept, each
+written atomically (a killed save leaves no partial step), restored against the abstract shapes of the
+state (``jax.eval_shape``), so nothing is read without a target to check it against.
 
-The state pytree (parameters, optimiser state, step) is saved as its flat list of leaves; the
-structure is rebuilt from a freshly initialised state of the same config, so any pytree works.
-Orbax writes into a temporary directory and renames it: a killed save leaves no partial chunk.
+A checkpoint holds named items (e.g. ``state`` and ``loss``; ``params`` after RL); ``meta.json`` beside
+the steps records what the checkpoint must agree on (task, vocabulary, model shape, seeds, schedule) and
+is checked before anything is restored. The layout's revision is ``scaling.specs.CHECKPOINT_FORMAT``.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
 from pathlib import Path
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from scaling.errors import ScalingError
-from scaling.laws.law import atomic_write_text
-
-_CHUNK = re.compile(r"^chunk_(\d+)$")
+from scaling.io import read_json, write_json
 
 
-def _chunks(directory: Path) -> list[int]:
-    if not directory.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _CHUNK.match(p.name)) and p.is_dir())
+class Checkpoints:
+    """The checkpoints of one directory, kept open while a stage saves chunk after chunk (one manager, so
+    that a multi-host job synchronises once, not at every save). A context manager."""
+
+    def __init__(self, directory: str | Path, keep: int = 1):
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+        self._mngr = ocp.CheckpointManager(self.directory, options=options)
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mngr.close()
+
+    def latest_step(self) -> int | None:
+        """The newest saved step, None when there is none."""
+        return self._mngr.latest_step()
+
+    def save(self, step: int, items: dict, meta: dict | None = None) -> None:
+        """Save pytrees ``items`` (name -> tree) as ``step``, dropping steps beyond ``keep``. Every process
+        of a multi-host job calls this (orbax coordinates the write); ``meta.json`` comes from process 0."""
+        if meta is not None and jax.process_index() == 0:
+            write_json(self.directory / "meta.json", meta)
+        args = ocp.args.Composite(**{name: ocp.args.StandardSave(tree) for name, tree in items.items()})
+        self._mngr.save(step, args=args, force=True)
+        self._mngr.wait_until_finished()
+
+    def restore(self, step: int, like: dict, expect: dict | None = None) -> dict:
+        """The items saved at ``step``, each restored against its abstract tree in ``like`` (name -> tree of
+        ``jax.ShapeDtypeStruct``, e.g. from ``jax.eval_shape``); ``None`` restores an item as saved.
+
+        With ``expect``, ``meta.json`` must agree on every given key first (else a ScalingError)."""
+        if expect is not None:
+            check_meta(self.directory, expect)
+        args = ocp.args.Composite(**{name: ocp.args.StandardRestore(tree) for name, tree in like.items()})
+        restored = self._mngr.restore(step, args=args)
+        return {name: restored[name] for name in like}
 
 
-def latest_chunk(directory: str | Path) -> int | None:
-    chunks = _chunks(Path(directory))
-    return chunks[-1] if chunks else None
-
-
-def save(
-    directory: str | Path, chunk: int, state, loss_SxN: np.ndarray, meta: dict | None = None, keep: int = 1
-) -> Path:
-    """Save ``state`` and the loss history after ``chunk``; keep only the newest ``keep`` chunks.
-
-    ``meta`` (task, vocabulary, model shape, seeds) is written beside the chunks and checked on restore.
-    """
-    directory = Path(directory).absolute()
-    primary = jax.process_index() == 0  # orbax coordinates the save itself; our own files come from process 0
-    if meta is not None and primary:
-        atomic_write_text(directory / "meta.json", json.dumps(meta, sort_keys=True) + "\n")
-    leaves = jax.tree.leaves(state)
-    payload = {"leaves": {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}, "loss": loss_SxN}
-    path = directory / f"chunk_{chunk:06d}"
-    ckptr = ocp.StandardCheckpointer()
-    ckptr.save(path, payload, force=True)
-    ckptr.wait_until_finished()
-    for old in _chunks(directory)[:-keep] if primary else []:
-        shutil.rmtree(directory / f"chunk_{old:06d}", ignore_errors=True)
-    return path
+def latest_step(directory: str | Path) -> int | None:
+    """The newest saved step of ``directory``, None when there is none (or no directory)."""
+    if not Path(directory).is_dir():
+        return None
+    with Checkpoints(directory) as ckpt:
+        return ckpt.latest_step()
 
 
 def check_meta(directory: str | Path, expect: dict) -> None:
-    """Refuse a checkpoint made for another task, vocabulary, model shape or seed list."""
+    """Refuse a checkpoint made for another task, vocabulary, model shape, seed list or schedule."""
     path = Path(directory) / "meta.json"
     if not path.is_file():
         raise ScalingError(f"{directory}: no meta.json: not a checkpoint directory of this toolkit")
-    saved = json.loads(path.read_text())
+    saved = read_json(path, "checkpoint meta file")
     wrong = {k: (saved.get(k), v) for k, v in expect.items() if saved.get(k) != v}
     if wrong:
         detail = ", ".join(f"{k}={got!r} (expected {want!r})" for k, (got, want) in wrong.items())
         raise ScalingError(f"{directory}: checkpoint does not match: {detail}")
 
 
-def restore(directory: str | Path, chunk: int, like_state, expect: dict | None = None) -> tuple[object, np.ndarray]:
-    """The state saved after ``chunk`` (structured like ``like_state``) and its loss history.
-
-    With ``expect``, the saved meta must agree on every given key (else a ScalingError).
-    """
-    if expect is not None:
-        check_meta(directory, expect)
-    path = Path(directory).absolute() / f"chunk_{chunk:06d}"
-    payload = ocp.StandardCheckpointer().restore(path)
-    leaves, treedef = jax.tree.flatten(like_state)
-    restored = [payload["leaves"][f"{i:05d}"] for i in range(len(leaves))]
-    return jax.tree.unflatten(treedef, restored), np.asarray(payload["loss"])
+def layout(directory: str | Path) -> str | None:
+    """What the checkpoint holds, as its meta.json says: "state" (training state and loss history) or
+    "params" (parameters only, e.g. after RL); None without a meta.json."""
+    path = Path(directory) / "meta.json"
+    return read_json(path, "checkpoint meta file").get("layout") if path.is_file() else None

@@ -1,4 +1,11 @@
-"""The ``scaling`` command. Bad input prints ``error: ...`` and exits 2, without a traceback."""
+"""The ``scaling`` command.
+
+Exit codes (the README has the same table):
+    0    success
+    1    a stage failed or was blocked by a failed input (``scaling run``, ``scaling submit --wait``)
+    2    bad input: config, table, law file, argument (one ``error: ...`` line on stderr, no traceback)
+    130  interrupted (Ctrl-C)
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ import sys
 import numpy as np
 
 from scaling.errors import ScalingError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _csv_list(text: str) -> list[str]:
@@ -97,29 +106,34 @@ def cmd_law(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    out = args.out or str(Path("runs") / Path(args.config).stem)
+    if args.dry_run:  # planning only: no jax
+        from scaling.plan import describe, make_plan
+        from scaling.store import statuses
+
+        plan = make_plan(args.config, args.set or [])
+        print(describe(plan, statuses(Path(out), plan.stages)))
+        return 0
+    from scaling.stages import is_writer
     from scaling.sweep import maybe_initialize_distributed, run_sweep
 
     maybe_initialize_distributed()
-    out = args.out or str(Path("runs") / Path(args.config).stem)
-    results = run_sweep(
+    sweep = run_sweep(
         args.config,
         out,
         overrides=args.set or [],
         worker=args.worker,
         workers=args.workers,
         retry_failed=args.retry_failed,
-        dry_run=args.dry_run,
         stale_after=args.stale_after,
     )
-    from scaling.stages import is_writer
+    if not sweep.results.empty and is_writer():  # one report per multi-host job
+        from scaling.results import summary
 
-    if results is not None and not results.empty and is_writer():  # one report per multi-host job
-        from scaling.stages import summary
-
-        print(summary(results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(summary(sweep.results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         if not args.no_analyze:
             _print_analysis(out, None, args.bootstrap)
-    return 0
+    return EXIT_OK if sweep.ok else EXIT_FAILED
 
 
 def _print_analysis(run_dir: str, model: str | None, bootstrap: int) -> None:
@@ -145,7 +159,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from scaling.sweep import status_text
+    from scaling.store import status_text
 
     print(status_text(args.dir))
     return 0
@@ -161,7 +175,7 @@ def _key_value(text: str) -> tuple[str, str]:
 def cmd_submit(args: argparse.Namespace) -> int:
     from scaling.submit import submit
 
-    jobs = submit(
+    jobs, failed = submit(
         args.config,
         args.out,
         workers=args.workers,
@@ -173,7 +187,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     )
     for job in jobs:
         print(f"submitted worker job {job.job_id}")
-    return 0
+    for line in failed:
+        print(f"failed {line}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -191,10 +207,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from scaling.laws import FORMS
-
-    p = argparse.ArgumentParser(prog="scaling", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="scaling", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_fit_parser, _law_parser, _run_parser, _analyze_parser, _status_parser, _submit_parser, _bench_parser):
+        add(sub)
+    return p
+
+
+def _fit_parser(sub) -> None:
+    from scaling.laws import FORMS
 
     f = sub.add_parser("fit", help="fit a law to a table (CSV, Parquet or JSONL)")
     f.add_argument("table")
@@ -213,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="save the law as JSON")
     f.set_defaults(func=cmd_fit)
 
+
+def _law_parser(sub) -> None:
     law = sub.add_parser("law", help="reuse a saved law: show | predict X... | solve Y...")
     law.add_argument("action", choices=["show", "predict", "solve"])
     law.add_argument("law", help="law JSON file")
@@ -220,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     law.add_argument("--level", type=float, default=0.95)
     law.set_defaults(func=cmd_law)
 
+
+def _run_parser(sub) -> None:
     r = sub.add_parser("run", help="run a sweep config (YAML): cached stages, resumable, shareable among workers")
     r.add_argument("config")
     r.add_argument("--out", help="output directory (default runs/<config name>)")
@@ -235,16 +262,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the laws' intervals")
     r.set_defaults(func=cmd_run)
 
+
+def _analyze_parser(sub) -> None:
     an = sub.add_parser("analyze", help="fit laws and regenerate figures and report.md from a sweep's results")
     an.add_argument("dir")
     an.add_argument("--model", help="preset of the one-preset axes (default: supervised accuracy closest to 50%%)")
     an.add_argument("--bootstrap", type=int, default=200)
     an.set_defaults(func=cmd_analyze)
 
+
+def _status_parser(sub) -> None:
     st = sub.add_parser("status", help="summarise a sweep directory's progress and failures")
     st.add_argument("dir")
     st.set_defaults(func=cmd_status)
 
+
+def _submit_parser(sub) -> None:
     sm = sub.add_parser("submit", help="launch sweep workers through submitit (SLURM, or local processes)")
     sm.add_argument("config")
     sm.add_argument("--out", required=True)
@@ -258,11 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--wait", action="store_true", help="wait for the workers and report failures")
     sm.set_defaults(func=cmd_submit)
 
+
+def _bench_parser(sub) -> None:
     b = sub.add_parser("bench", help="measure speed and print figures")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--sections", help="comma-separated sections (default: all)")
     b.set_defaults(func=cmd_bench)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,8 +304,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ScalingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:  # a path that cannot be read or written (permissions, a full disk)
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def one_line(e: Exception) -> str:
+    """An error message on one line (YAML and other parsers put line breaks in theirs)."""
+    return " ".join(str(e).split())

@@ -1,4 +1,5 @@
-"""Errors that the CLI reports as one line (no traceback) and the API raises as ValueErrors."""
+"""Errors a user can cause. The CLI reports each as one line on stderr (no traceback); the API raises them
+as ValueErrors."""
 
 
 class ScalingError(ValueError):
@@ -7,3 +8,15 @@ class ScalingError(ValueError):
 
 class LawError(ScalingError):
     """A law cannot be fitted, loaded or evaluated as asked."""
+
+
+class ConfigError(ScalingError):
+    """A configuration value is missing, unknown, of the wrong type or impossible."""
+
+
+class TaskError(ScalingError):
+    """A task cannot produce what was asked (e.g. a difficulty above its field width)."""
+
+
+class StageFailed(ScalingError):
+    """A stage ran but its result is unusable (non-finite loss, divergence)."""

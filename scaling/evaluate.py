@@ -4,17 +4,18 @@ strategies (thinking budgets, majority vote, pass@k, best-of-n, re-thinking) wit
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from scaling.config import EvalConfig
 from scaling.errors import ScalingError
-from scaling.model import ModelConfig
-from scaling.sample import decode, left_pad
-from scaling.tasks import Examples, Task, generate, verify
+from scaling.sample import decode, decode_budgets, left_pad
+from scaling.settings import EvalConfig
+from scaling.specs import ModelConfig
+from scaling.tasks import Examples, Task, answer_span, generate
 
 
 def eval_examples(task: Task, ec: EvalConfig) -> Examples:
@@ -24,23 +25,29 @@ def eval_examples(task: Task, ec: EvalConfig) -> Examples:
     return generate(task, d, np.random.default_rng(ec.seed), split="eval")
 
 
-def max_new_tokens(task: Task, difficulties) -> int:
-    """Room for the full trace, <eot>, the answer and <eos> at the hardest difficulty."""
-    return max(sum(task.widths(int(d))[1:]) + 2 for d in difficulties)
-
-
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new"))
-def _decode_seeds(cfg, params_S, prompts, valid, keys_S, temperature, *, max_new):
-    """Every seed's model decodes the same prompts (greedy at temperature 0)."""
-    return jax.vmap(lambda p, k: decode(cfg, p, prompts, valid, k, temperature, max_new=max_new))(params_S, keys_S)
+def decode_seeds(cfg: ModelConfig, params_R, prompts_BxL, valid_BxL, keys_R, temperature, *, max_new: int):
+    """(R, B, G): every seed's model continues the same prompts (greedy at temperature 0)."""
+    return jax.vmap(lambda p, k: decode(cfg, p, prompts_BxL, valid_BxL, k, temperature, max_new=max_new))(
+        params_R, keys_R
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "budgets", "answer_len"))
+def decode_budgets_seeds(cfg: ModelConfig, params_R, prompts_BxL, valid_BxL, *, budgets, answer_len: int):
+    """(R, U, B, G): every seed's greedy generations under every thinking budget (``decode_budgets``)."""
+    return jax.vmap(lambda p: decode_budgets(cfg, p, prompts_BxL, valid_BxL, budgets=budgets, answer_len=answer_len))(
+        params_R
+    )
 
 
 def accuracy_table(
     cfg: ModelConfig,
-    params_S,
+    params_R,
     seeds,
     task: Task,
     ec: EvalConfig,
+    *,
     batch: int = 512,
     samples: int = 0,
     temperature: float = 1.0,
@@ -49,7 +56,7 @@ def accuracy_table(
     ``greedy``); else pass@1 at ``temperature``, the mean reward of ``samples`` samples per problem
     (strategy ``sampled``; the policy's own accuracy, what RL optimises)."""
     ex = eval_examples(task, ec)
-    max_new = max_new_tokens(task, range(ec.difficulties[0], ec.difficulties[1] + 1))
+    max_new = task.max_new_tokens(range(ec.difficulties[0], ec.difficulties[1] + 1))
     reps = max(samples, 1)
     prompts, valid = left_pad(np.repeat(ex.tokens, reps, 0), np.repeat(ex.prompt_len, reps))
     answer, answer_len = np.repeat(ex.answer, reps, 0), np.repeat(ex.answer_len, reps)
@@ -62,14 +69,14 @@ def accuracy_table(
         if pad:
             p, v = np.concatenate([p, np.repeat(p[:1], pad, 0)]), np.concatenate([v, np.repeat(v[:1], pad, 0)])
         keys = jax.vmap(lambda s, b=block: jax.random.fold_in(jax.random.key(s), b))(jnp.asarray(seeds, jnp.uint32))
-        gen_SxBxG = np.asarray(_decode_seeds(cfg, params_S, p, v, keys, temp, max_new=max_new))[:, : batch - pad]
-        rewards.append(np.stack([verify(g, answer[sl], answer_len[sl]) for g in gen_SxBxG]))
-    reward_SxN = np.concatenate(rewards, axis=1)
+        gen_RxBxG = np.asarray(decode_seeds(cfg, params_R, p, v, keys, temp, max_new=max_new))[:, : batch - pad]
+        rewards.append(np.stack([task.check(g, answer[sl], answer_len[sl]) for g in gen_RxBxG]))
+    reward_RxN = np.concatenate(rewards, axis=1)
     difficulty = np.repeat(ex.difficulty, reps)
     rows = []
     for i, seed in enumerate(seeds):
         for d in np.unique(ex.difficulty):
-            r = reward_SxN[i, difficulty == d]
+            r = reward_RxN[i, difficulty == d]
             rows.append(
                 {
                     "seed": seed,
@@ -87,22 +94,15 @@ def accuracy_table(
 
 def split_generation(gen_NxG: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
     """Per row: thinking tokens (before the first <eot>), answer tokens (after it, through <eos>),
-    and the answer as bytes (comparable; b'' when there is no <eot>)."""
-    from scaling.tasks.tokenizer import EOS, EOT
-
-    n, G = gen_NxG.shape
-    is_eot = gen_NxG == EOT
-    has_eot = is_eot.any(1)
-    first = np.where(has_eot, is_eot.argmax(1), G)
-    thinking = np.minimum(first, G)
-    answers, answer_tokens = [], np.zeros(n, np.int64)
-    for i in range(n):
-        tail = gen_NxG[i, first[i] + 1 :] if has_eot[i] else gen_NxG[i, :0]
-        end = np.flatnonzero(tail == EOS)
-        stop = int(end[0]) + 1 if end.size else len(tail)
-        answer_tokens[i] = stop if has_eot[i] else 0
-        answers.append(tail[: max(stop - 1, 0)].astype(np.int32).tobytes() if end.size else b"")
-    return thinking, answer_tokens, answers
+    and the answer as bytes (comparable; b'' without an <eot> and an <eos> after it)."""
+    G = gen_NxG.shape[1]
+    e_N, s_N = answer_span(gen_NxG)
+    has_eot_N, has_eos_N = e_N < G, s_N < G
+    answer_tokens = np.where(has_eos_N, s_N - e_N, np.where(has_eot_N, G - e_N - 1, 0))
+    answers = [
+        gen_NxG[i, e_N[i] + 1 : s_N[i]].astype(np.int32).tobytes() if has_eos_N[i] else b"" for i in range(len(gen_NxG))
+    ]
+    return e_N, answer_tokens.astype(np.int64), answers
 
 
 def pass_at_k(n: int, c: np.ndarray, k: int) -> np.ndarray:
@@ -124,22 +124,21 @@ def _check_counts(budgets=(), ks=()):
         raise ScalingError(f"k must be >= 1, got {list(ks)}")
 
 
-def budget_rows(cfg: ModelConfig, params_S, seeds, task: Task, ec: EvalConfig, budgets) -> pd.DataFrame:
+def budget_rows(cfg: ModelConfig, params_R, seeds, task: Task, ec: EvalConfig, budgets) -> pd.DataFrame:
     """Greedy accuracy under every thinking budget (forced <eot> after b tokens), from one pass per batch."""
-    from scaling.sample import decode_budgets
-
     budgets = tuple(sorted({int(b) for b in budgets}))
     _check_counts(budgets=budgets)
     ex = eval_examples(task, ec)
     answer_len = int(ex.answer_len.max()) + 1
     prompts, valid = left_pad(ex.tokens, ex.prompt_len)
-    fn = jax.jit(jax.vmap(lambda p: decode_budgets(cfg, p, prompts, valid, budgets=budgets, answer_len=answer_len)))
-    gen_SxBudxNxG = np.asarray(fn(params_S))
+    gen_RxUxNxG = np.asarray(
+        decode_budgets_seeds(cfg, params_R, prompts, valid, budgets=budgets, answer_len=answer_len)
+    )
     rows = []
-    for si, seed in enumerate(seeds):
-        for bi, b in enumerate(budgets):
-            gen = gen_SxBudxNxG[si, bi]
-            correct = verify(gen, ex.answer, ex.answer_len)
+    for r, seed in enumerate(seeds):
+        for u, b in enumerate(budgets):
+            gen = gen_RxUxNxG[r, u]
+            correct = task.check(gen, ex.answer, ex.answer_len)
             thinking, answer_tokens, _ = split_generation(gen)
             rows.append(
                 pd.DataFrame(
@@ -162,11 +161,12 @@ def budget_rows(cfg: ModelConfig, params_S, seeds, task: Task, ec: EvalConfig, b
 
 def sampling_rows(
     cfg: ModelConfig,
-    params_S,
+    params_R,
     seeds,
     task: Task,
     ec: EvalConfig,
     ks,
+    *,
     temperature: float = 1.0,
     max_rounds: int | None = None,
 ) -> pd.DataFrame:
@@ -179,50 +179,61 @@ def sampling_rows(
         raise ScalingError(f"sampling strategies need temperature > 0, got {temperature}")
     n = ks[-1]
     ex = eval_examples(task, ec)
-    max_new = max_new_tokens(task, range(ec.difficulties[0], ec.difficulties[1] + 1))
+    max_new = task.max_new_tokens(range(ec.difficulties[0], ec.difficulties[1] + 1))
     prompts, valid = left_pad(np.repeat(ex.tokens, n, axis=0), np.repeat(ex.prompt_len, n))
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32) + 7919)
-    fn = jax.jit(jax.vmap(lambda p, k: decode(cfg, p, prompts, valid, k, temperature, max_new=max_new)))
-    gen_SxMxG = np.asarray(fn(params_S, keys))
-    P = len(ex)
+    gen_RxNxG = np.asarray(decode_seeds(cfg, params_R, prompts, valid, keys, jnp.float32(temperature), max_new=max_new))
     rows = []
-    for si, seed in enumerate(seeds):
-        gen = gen_SxMxG[si]
-        correct = verify(gen, np.repeat(ex.answer, n, 0), np.repeat(ex.answer_len, n)).reshape(P, n)
-        thinking, answer_tokens, answers = split_generation(gen)
-        think = thinking.reshape(P, n)
-        ans_tok = answer_tokens.reshape(P, n)
-        answers = [answers[i * n : (i + 1) * n] for i in range(P)]
-        truth = [ex.answer[i, : ex.answer_len[i]].astype(np.int32).tobytes() for i in range(P)]
+    for r, seed in enumerate(seeds):
+        samples = _Samples.of(task, ex, gen_RxNxG[r], n)
         for k in ks:
-            spent_think, spent_answer = think[:, :k].sum(1), ans_tok[:, :k].sum(1)
-            majority = np.array([_mode(answers[i][:k]) == truth[i] for i in range(P)], dtype=np.float64)
-            rounds = [_rethink(answers[i][:k]) for i in range(P)] if max_rounds is None or k <= max_rounds else None
-            base = {"seed": seed, "problem": np.arange(P), "difficulty": ex.difficulty, "budget": -1, "k": k}
-            per = {
-                "majority": (majority, spent_think, spent_answer),
-                "pass@k": (pass_at_k(n, correct.sum(1), k), spent_think, spent_answer),
-                "best_of_n": (correct[:, :k].max(1), spent_think, spent_answer),
-            }
-            if rounds is not None:
-                used = np.array([r for r, _ in rounds])
-                rethink_ok = np.array([a == truth[i] for i, (_, a) in enumerate(rounds)], dtype=np.float64)
-                mask = np.arange(n)[None, :] < used[:, None]
-                per["rethink"] = (rethink_ok, (think * mask).sum(1), (ans_tok * mask).sum(1))
-            for strategy, (ok, t, a) in per.items():
+            base = {"seed": seed, "problem": np.arange(len(ex)), "difficulty": ex.difficulty, "budget": -1, "k": k}
+            use_rethink = max_rounds is None or k <= max_rounds
+            for strategy, (ok, t, a) in samples.strategies(k, use_rethink).items():
                 rows.append(
                     pd.DataFrame(
-                        {
-                            **base,
-                            "strategy": strategy,
-                            "correct": ok,
-                            "thinking_tokens": t,
-                            "answer_tokens": a,
-                            "total_tokens": t + a,
-                        }
-                    )
+                        {**base, "strategy": strategy, "correct": ok, "thinking_tokens": t, "answer_tokens": a}
+                    ).assign(total_tokens=t + a)
                 )
     return pd.concat(rows, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """n samples of each of N problems: correctness, tokens spent, answers (bytes) and the truth."""
+
+    correct_NxM: np.ndarray
+    think_NxM: np.ndarray
+    answer_tokens_NxM: np.ndarray
+    answers: list[list[bytes]]
+    truth: list[bytes]
+
+    @classmethod
+    def of(cls, task: Task, ex: Examples, gen_NxG: np.ndarray, n: int) -> _Samples:
+        N = len(ex)
+        correct = task.check(gen_NxG, np.repeat(ex.answer, n, 0), np.repeat(ex.answer_len, n)).reshape(N, n)
+        thinking, answer_tokens, answers = split_generation(gen_NxG)
+        truth = [ex.answer[i, : ex.answer_len[i]].astype(np.int32).tobytes() for i in range(N)]
+        grouped = [answers[i * n : (i + 1) * n] for i in range(N)]
+        return cls(correct, thinking.reshape(N, n), answer_tokens.reshape(N, n), grouped, truth)
+
+    def strategies(self, k: int, rethink: bool) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """strategy -> (correct, thinking tokens, answer tokens) per problem, from the first k samples."""
+        N, n = self.correct_NxM.shape
+        spent = self.think_NxM[:, :k].sum(1), self.answer_tokens_NxM[:, :k].sum(1)
+        majority = np.array([_mode(self.answers[i][:k]) == self.truth[i] for i in range(N)], dtype=np.float64)
+        out = {
+            "majority": (majority, *spent),
+            "pass@k": (pass_at_k(n, self.correct_NxM.sum(1), k), *spent),
+            "best_of_n": (self.correct_NxM[:, :k].max(1), *spent),
+        }
+        if rethink:
+            rounds = [_rethink(self.answers[i][:k]) for i in range(N)]
+            used = np.array([u for u, _ in rounds])
+            ok = np.array([a == self.truth[i] for i, (_, a) in enumerate(rounds)], dtype=np.float64)
+            mask = np.arange(n)[None, :] < used[:, None]
+            out["rethink"] = (ok, (self.think_NxM * mask).sum(1), (self.answer_tokens_NxM * mask).sum(1))
+        return out
 
 
 def _mode(answers: list[bytes]) -> bytes:

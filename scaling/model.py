@@ -1,90 +1,24 @@
 """Decoder-only transformer family (flax nnx): pre-norm, RMSNorm, rotary positions, causal attention,
-squared-ReLU MLP.
+squared-ReLU MLP. The config, the size ladder and parameter / FLOP counts are in ``scaling.specs``
+(no jax); this module is the computation.
 
-Shapes: B batch, T sequence, S key/cache length, D d_model, H heads, K head dim, F d_ff, V vocab.
-
-Size ladder (``PRESETS``): width D from 32 to 1024; depth and width grow together,
-L = max(1, round(D / 32)) (aspect ratio D / L = 32), H = D / 16 (head dim 16), F = 4 D.
-Non-embedding parameters 12 L D^2 + 2 L D + D span 1.2e4 (d32) to 4e8 (d1024); presets
-above ~0.5M (d128 and up) are for accelerators.
-
-FLOP convention (per token, multiply-add = 2 FLOPs): forward = 2 * (non-embedding matmul
-params + head params) + 4 * L * T * D for attention scores and values over the full context T
-as computed (the causal half is not discounted); the embedding is a lookup (0 FLOPs);
-training = 3 x forward.
+Two entry points: ``apply`` (full causal self-attention over a batch of sequences: training, scoring)
+and ``apply_cached`` (tokens written into a KV cache: decoding), and ``token_logprobs``, the one
+log-likelihood of given tokens that supervised training and RL both use.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from scaling.errors import ScalingError
-from scaling.tasks.tokenizer import VOCAB_SIZE
+from scaling.specs import ModelConfig
 
-# Revision of what a parameter tree computes (1: GELU MLP; 2: squared-ReLU MLP). Sweep stages hash
-# it, so that a rerun never evaluates checkpoints of an older architecture with the new code.
-ARCHITECTURE = 2
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    d_ff: int = 256
-    vocab_size: int = VOCAB_SIZE
-    max_len: int = 128
-    rope_base: float = 10_000.0
-
-    def __post_init__(self):
-        for name in ("d_model", "n_layers", "n_heads", "d_ff", "vocab_size", "max_len"):
-            if getattr(self, name) <= 0:
-                raise ScalingError(f"model.{name} must be positive, got {getattr(self, name)}")
-        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
-            raise ScalingError(f"model.d_model {self.d_model} must split into {self.n_heads} heads of even size")
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
-
-
-def preset(width: int, max_len: int = 128) -> ModelConfig:
-    """The ladder rule: depth = max(1, round(width / 32)), head dim 16, d_ff = 4 width."""
-    return ModelConfig(
-        d_model=width, n_layers=max(1, round(width / 32)), n_heads=width // 16, d_ff=4 * width, max_len=max_len
-    )
-
-
-PRESET_WIDTHS = (32, 48, 64, 80, 96, 128, 192, 256, 384, 512, 768, 1024)
-PRESETS = {f"d{w}": preset(w) for w in PRESET_WIDTHS}
-CPU_PRESETS = ("d32", "d48", "d64", "d80", "d96")
-
-
-def get_preset(name: str, max_len: int = 128) -> ModelConfig:
-    if name not in PRESETS:
-        raise ScalingError(f"unknown model preset {name!r}; choose one of {list(PRESETS)}")
-    return preset(PRESETS[name].d_model, max_len)
-
-
-def param_counts(cfg: ModelConfig) -> dict[str, int]:
-    """Exact parameter counts: total, and non-embedding (all but token embedding and output head)."""
-    D, L, F, V = cfg.d_model, cfg.n_layers, cfg.d_ff, cfg.vocab_size
-    per_layer = 4 * D * D + 2 * D * F + 2 * D  # qkv + out, up + down, two RMSNorm scales
-    non_embedding = L * per_layer + D  # + final norm
-    return {"total": non_embedding + 2 * V * D, "non_embedding": non_embedding}
-
-
-def flops_per_token(cfg: ModelConfig, seq_len: int) -> dict[str, float]:
-    """Forward and training FLOPs per token under the convention in the module docstring."""
-    D, L, F, V = cfg.d_model, cfg.n_layers, cfg.d_ff, cfg.vocab_size
-    matmul_params = L * (4 * D * D + 2 * D * F) + D * V
-    forward = 2.0 * matmul_params + 4.0 * L * seq_len * D
-    return {"forward": forward, "train": 3.0 * forward}
+Cache = list[tuple[jax.Array, jax.Array]]  # per layer (k_BxHxSxK, v_BxHxSxK)
 
 
 def rope_tables(cfg: ModelConfig) -> tuple[jax.Array, jax.Array]:
@@ -193,43 +127,53 @@ class Transformer(nnx.Module):
             cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=nnx.initializers.normal(0.02), rngs=rngs
         )
 
-    def __call__(self, tokens_BxT, cache=None, pos=0, key_valid_BxS=None, positions_T=None, mask_BxTxS=None):
-        """Logits (B, T, V). Without ``cache``: causal self-attention over ``tokens``.
-
-        With ``cache`` (one (k, v) pair per layer, each (B, H, S, K)): tokens are written into
-        cache slots pos..pos+T-1 and, by default, sit at those positions and attend to every slot
-        <= their own whose ``key_valid`` is True (False for left padding). For tree-shaped
-        decoding (several continuations of one shared prefix), ``positions_T`` gives the tokens'
-        own positions and ``mask_BxTxS`` (B or 1, T, S) exactly which slots each one attends to.
-        Returns (logits, cache).
-        """
+    def __call__(self, tokens_BxT, *, key_valid_BxT=None) -> jax.Array:
+        """Logits (B, T, V) of causal self-attention over ``tokens``; ``key_valid`` (B, T) is False
+        on padding that no token may attend to."""
         T = tokens_BxT.shape[1]
+        if T > self.cfg.max_len:
+            raise ScalingError(f"{T} tokens exceed the model's max_len {self.cfg.max_len}")
+        return self._forward(tokens_BxT, jnp.arange(T), causal_mask(T, jnp.arange(T), key_valid_BxT), None, 0)[0]
+
+    def extend(
+        self, tokens_BxT, cache: Cache, *, pos, key_valid_BxS=None, positions_T=None, mask_BxTxS=None
+    ) -> tuple[jax.Array, Cache]:
+        """Logits (B, T, V) of ``tokens`` written into cache slots pos..pos+T-1, and the new cache.
+
+        By default the tokens sit at positions pos..pos+T-1 and attend to every slot <= their own whose
+        ``key_valid`` is True (False for left padding). For tree-shaped decoding (several continuations
+        of one shared prefix), ``positions_T`` gives the tokens' own positions and ``mask_BxTxS``
+        (B or 1, T, S) exactly which slots each one attends to.
+        """
+        T, S = tokens_BxT.shape[1], cache[0][0].shape[2]
+        if positions_T is None:
+            positions_T = pos + jnp.arange(T)
+        if mask_BxTxS is None:
+            mask_BxTxS = causal_mask(S, positions_T, key_valid_BxS)
+        return self._forward(tokens_BxT, positions_T, mask_BxTxS, cache, pos)
+
+    def _forward(self, tokens_BxT, positions_T, mask_BxTxS, cache, pos):
         cos, sin = rope_tables(self.cfg)
+        cos_T, sin_T = jnp.take(cos, positions_T, axis=0), jnp.take(sin, positions_T, axis=0)
         # One-hot matmul instead of a gather: with a ~50-token vocabulary the backward pass is
         # then a small dense matmul rather than a scatter-add.
         x_BxTxD = jax.nn.one_hot(tokens_BxT, self.cfg.vocab_size, dtype=self.embed.dtype) @ self.embed[...]
-        S = T if cache is None else cache[0][0].shape[2]
-        if positions_T is None:
-            positions_T = pos + jnp.arange(T)
-            cos_T, sin_T = jax.lax.dynamic_slice_in_dim(cos, pos, T), jax.lax.dynamic_slice_in_dim(sin, pos, T)
-        else:
-            cos_T, sin_T = jnp.take(cos, positions_T, axis=0), jnp.take(sin, positions_T, axis=0)
-        if mask_BxTxS is None:
-            # (1, T, S) unless padding makes rows differ: a mask materialised per row costs a pass.
-            mask_BxTxS = jnp.arange(S)[None, None, :] <= positions_T[None, :, None]
-            if key_valid_BxS is not None:
-                mask_BxTxS = mask_BxTxS & key_valid_BxS[:, None, :]
         new_cache = []
         for i, block in enumerate(self.blocks):
             x_BxTxD, layer_cache = block(x_BxTxD, cos_T, sin_T, mask_BxTxS, None if cache is None else cache[i], pos)
             new_cache.append(layer_cache)
-        logits_BxTxV = self.head(self.final_norm(x_BxTxD))
-        if cache is None:
-            return logits_BxTxV
-        return logits_BxTxV, new_cache
+        return self.head(self.final_norm(x_BxTxD)), new_cache
 
 
-def empty_cache(cfg: ModelConfig, batch: int, dtype=jnp.float32) -> list[tuple[jax.Array, jax.Array]]:
+def causal_mask(S: int, positions_T, key_valid_BxS=None) -> jax.Array:
+    """(1 or B, T, S): a token at position p attends to slots <= p that are valid. The mask stays (1, T, S)
+    unless padding makes rows differ: a mask materialised per row costs a pass over the scores."""
+    mask_1xTxS = jnp.arange(S)[None, None, :] <= positions_T[None, :, None]
+    return mask_1xTxS if key_valid_BxS is None else mask_1xTxS & key_valid_BxS[:, None, :]
+
+
+def empty_cache(cfg: ModelConfig, batch: int, dtype=jnp.float32) -> Cache:
+    """Zeros for ``batch`` rows of ``cfg.max_len`` key slots in every layer."""
     shape = (batch, cfg.n_heads, cfg.max_len, cfg.head_dim)
     return [(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.n_layers)]
 
@@ -244,6 +188,25 @@ def graphdef(cfg: ModelConfig) -> nnx.GraphDef:
     return nnx.split(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))), nnx.Param)[0]
 
 
-def apply(cfg: ModelConfig, params: nnx.State, tokens_BxT, **kw):
-    """Pure forward pass: ``Transformer(cfg)`` with ``params`` on ``tokens`` (see its __call__)."""
-    return nnx.merge(graphdef(cfg), params)(tokens_BxT, **kw)
+def apply(cfg: ModelConfig, params: nnx.State, tokens_BxT, *, key_valid_BxT=None) -> jax.Array:
+    """Pure forward pass: logits (B, T, V) of ``Transformer(cfg)`` with ``params`` (see its __call__)."""
+    return nnx.merge(graphdef(cfg), params)(tokens_BxT, key_valid_BxT=key_valid_BxT)
+
+
+def apply_cached(cfg: ModelConfig, params: nnx.State, tokens_BxT, cache: Cache, **kw) -> tuple[jax.Array, Cache]:
+    """Pure cached forward pass: (logits, cache) of ``Transformer.extend`` (``pos=`` and masks as there)."""
+    return nnx.merge(graphdef(cfg), params).extend(tokens_BxT, cache, **kw)
+
+
+def token_logprobs(cfg: ModelConfig, params: nnx.State, tokens_BxT, valid_BxT=None, *, entropy: bool = False):
+    """log pi(token_t | tokens_<t) for t >= 1, shape (B, T-1); with ``entropy``, also the entropy of each
+    of those next-token distributions. ``valid`` (B, T) is False on left padding."""
+    key_valid = None if valid_BxT is None else valid_BxT[:, :-1]
+    logits_BxT1xV = apply(cfg, params, tokens_BxT[:, :-1], key_valid_BxT=key_valid)
+    logz_BxT1 = jax.nn.logsumexp(logits_BxT1xV, axis=-1)
+    onehot_BxT1xV = jax.nn.one_hot(tokens_BxT[:, 1:], cfg.vocab_size, dtype=logits_BxT1xV.dtype)
+    logp_BxT1 = jnp.sum(onehot_BxT1xV * logits_BxT1xV, axis=-1) - logz_BxT1
+    if not entropy:
+        return logp_BxT1
+    probs_BxT1xV = jax.nn.softmax(logits_BxT1xV, axis=-1)
+    return logp_BxT1, logz_BxT1 - jnp.sum(probs_BxT1xV * logits_BxT1xV, axis=-1)

@@ -34,7 +34,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from scaling.config import ConfigError, RunConfig, from_dict, read_yaml
+from scaling.config import RunConfig, from_dict, read_yaml
+from scaling.errors import ConfigError
+from scaling.settings import total_steps
+from scaling.specs import ARCHITECTURE, CHECKPOINT_FORMAT, ModelConfig, flops_per_token, get_preset
+from scaling.tasks import get_task
 
 HELPERS = {"logspace": np.geomspace, "linspace": np.linspace}
 
@@ -180,14 +184,18 @@ def _digest(obj: Any) -> str:
 
 
 def point_stages(run: RunConfig) -> list[Stage]:
-    """train -> [rl] -> eval for one point. Each stage hashes only the settings it reads."""
-    from scaling.model import ARCHITECTURE
-    from scaling.stages import model_max_len
-
-    base = {"task": run.task, "model": run.models[0], "architecture": ARCHITECTURE, "seeds": list(run.seeds)}
+    """train -> [rl] -> eval for one point. Each stage hashes only the settings it reads, and the
+    revisions of the architecture and of the checkpoint layout that its outputs depend on."""
+    base = {
+        "task": run.task,
+        "model": run.models[0],
+        "architecture": ARCHITECTURE,
+        "checkpoint_format": CHECKPOINT_FORMAT,
+        "seeds": list(run.seeds),
+    }
     train = {**base, "train": dataclasses.asdict(run.train)}
     stages = [Stage("train", _digest(["train", train]), (), train)]
-    if run.rl is not None and run.rl.prompts > 0 and (not run.rl.models or run.models[0] in run.rl.models):
+    if has_rl(run):
         settings = dataclasses.asdict(run.rl)
         settings.pop("models")  # which presets get RL is a selection, not a setting of the stage
         rl = {**base, "rl": settings, "eval": dataclasses.asdict(run.eval)}
@@ -200,6 +208,58 @@ def point_stages(run: RunConfig) -> list[Stage]:
     deps = (stages[-1].name,)
     stages.append(Stage("eval", _digest(["eval", ev, deps]), deps, ev))
     return stages
+
+
+def has_rl(run: RunConfig) -> bool:
+    """Whether the point's preset gets an RL stage."""
+    return run.rl is not None and run.rl.prompts > 0 and (not run.rl.models or run.models[0] in run.rl.models)
+
+
+def train_seq_len(run: RunConfig) -> int:
+    """Tokens of the longest supervised training example."""
+    lo, hi = run.train.difficulties
+    return get_task(run.task).seq_len(range(lo, hi + 1))
+
+
+def model_max_len(run: RunConfig) -> int:
+    """Longest sequence any stage of ``run`` decodes or trains on (sets the KV-cache length)."""
+    task = get_task(run.task)
+    lo, hi = run.eval.difficulties
+    if run.rl is not None and run.rl.difficulties is not None:
+        lo, hi = min(lo, run.rl.difficulties[0]), max(hi, run.rl.difficulties[1])
+    lo, hi = min(lo, run.train.difficulties[0]), max(hi, run.train.difficulties[1])
+    prompt = max(task.widths(d)[0] + 1 for d in range(lo, hi + 1))
+    answer = max(task.widths(d)[2] for d in range(lo, hi + 1)) + 2
+    budgets = max(run.testtime.budgets, default=0) + answer
+    return max(train_seq_len(run), prompt + max(task.max_new_tokens(range(lo, hi + 1)), budgets))
+
+
+def model_config(run: RunConfig, kind: str) -> ModelConfig:
+    """The preset of ``run`` with the sequence length a stage of ``kind`` needs. Training needs only its
+    examples' length; the cache length of decoding stages does not change the parameters (rotary
+    positions), so one trained model serves every eval setting."""
+    return get_preset(run.models[0], max_len=train_seq_len(run) if kind == "train" else model_max_len(run))
+
+
+def estimate_flops(run: RunConfig, kind: str) -> float:
+    """Model FLOPs of a stage over all seeds (``scaling.specs.flops_per_token`` convention)."""
+    cfg, R = model_config(run, kind), len(run.seeds)
+    if kind == "train":
+        T = train_seq_len(run)
+        return R * total_steps(run.train, cfg, T) * run.train.batch_size * T * flops_per_token(cfg, T)["train"]
+    ec = run.eval
+    levels = range(ec.difficulties[0], ec.difficulties[1] + 1)
+    L = model_max_len(run)
+    eval_tokens = len(levels) * ec.n_per_difficulty * L * (1 + ec.samples)
+    if kind == "rl":
+        rc = run.rl
+        fwd = flops_per_token(cfg, L)["forward"]
+        rollout = rc.prompts_per_step * rc.group_size * L
+        per_step = rollout * fwd * (1 + 3 * rc.inner_epochs)
+        return R * (rc.steps * per_step + len(rc.ladder_volumes()) * eval_tokens * fwd)
+    tt = run.testtime
+    tt_tokens = len(levels) * tt.n_per_difficulty * L * (bool(tt.budgets) + max(tt.ks, default=0))
+    return R * (eval_tokens + tt_tokens) * flops_per_token(cfg, L)["forward"]
 
 
 def make_plan(config_path: str | Path, overrides: list[str] = ()) -> Plan:
@@ -228,8 +288,6 @@ def make_plan(config_path: str | Path, overrides: list[str] = ()) -> Plan:
 
 def describe(plan: Plan, status: dict[str, str]) -> str:
     """The dry-run text: points with their axis values, then stages with status and estimated FLOPs."""
-    from scaling.stages import estimate_flops
-
     lines = [
         f"{plan.source}: {len(plan.points)} points x {len(plan.points[0].run.seeds)} seeds, "
         f"{len(plan.stages)} stages; axes: {', '.join(plan.axis_names) or '(none)'}"

@@ -11,18 +11,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from scaling.io import write_with
 from scaling.laws import Law
 
 
 def save(fig, path_without_suffix: Path) -> list[Path]:
-    path_without_suffix.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for suffix in (".png", ".svg"):
-        path = path_without_suffix.with_suffix(suffix)
-        tmp = path.with_name(f".{path.name}.tmp{suffix}")
-        fig.savefig(tmp, dpi=130, bbox_inches="tight")
-        tmp.replace(path)
-        out.append(path)
+    """The figure as PNG and SVG, each written atomically; the figure is closed."""
+    out = [
+        write_with(path_without_suffix.with_suffix(suffix), lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight"))
+        for suffix in (".png", ".svg")
+    ]
     plt.close(fig)
     return out
 

@@ -1,7 +1,7 @@
 """On-policy RL with verifiable rewards: group sampling, group-relative advantages, one jitted step.
 
-For each prompt, G completions are sampled from the current policy and scored by the exact
-verifier. Advantages are relative to the group:
+For each prompt, Q completions are sampled from the current policy and scored by the task's checker.
+Advantages are relative to the group:
     dr_grpo  A_i = r_i - mean(r)                     (Dr. GRPO, the default)
     grpo     A_i = (r_i - mean(r)) / (std(r) + eps)  (GRPO's std normalisation)
     rloo     A_i = r_i - mean_{j != i} r_j           (leave-one-out)
@@ -16,33 +16,83 @@ A * grad log pi remains) and k3_t = exp(q_t) - q_t - 1, q_t = log pi_ref(y_t) - 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from scaling.model import ModelConfig, apply
-from scaling.sample import _decode
-from scaling.tasks.tokenizer import EOS, EOT, PAD
+from scaling.model import token_logprobs
+from scaling.optim import OptimizerHP, TrainState, optimizer
+from scaling.sample import decode
+from scaling.settings import ADVANTAGES
+from scaling.specs import ModelConfig
+from scaling.tasks import exact_answer
+from scaling.tokenizer import EOS
 from scaling.train import over_seeds
 
-ADVANTAGES = ("dr_grpo", "grpo", "rloo")
+B2 = 0.999  # Adam's second-moment decay for the policy update
 
 
-def group_advantages(rewards_PxG: jax.Array, kind: str = "dr_grpo", eps: float = 1e-6):
-    """Advantages (P, G) and the (P,) mask of groups that carry signal (rewards not all equal)."""
-    G = rewards_PxG.shape[1]
-    mean_Px1 = rewards_PxG.mean(axis=1, keepdims=True)
-    keep_P = jnp.any(rewards_PxG != rewards_PxG[:, :1], axis=1)
+class PromptBatch(NamedTuple):
+    """The prompts of one RL step (P prompts, left-padded to L tokens) and what their answers are checked
+    against."""
+
+    prompts_PxL: jax.Array
+    valid_PxL: jax.Array
+    answer_PxA: jax.Array
+    answer_len_P: jax.Array
+
+
+class Rollout(NamedTuple):
+    """Q completions of every prompt (N = P Q rows), as scored and as the loss sees them."""
+
+    tokens_NxT: jax.Array  # prompt + completion
+    valid_NxT: jax.Array  # False on left padding
+    mask_NxT1: jax.Array  # 1 on completion tokens (through the first <eos>) of groups with signal
+    reward_N: jax.Array
+    adv_N: jax.Array
+    keep_P: jax.Array  # groups whose rewards are not all equal
+
+
+class RLHyper(NamedTuple):
+    """Traced RL settings: one program serves every value of a sweep."""
+
+    optim: OptimizerHP
+    temperature: jax.Array
+    kl_coef: jax.Array
+    reward_flip: jax.Array  # share of rewards flipped (noisy environment feedback)
+
+
+@dataclass(frozen=True)
+class RLSpec:
+    """Static RL settings: each value compiles its own program."""
+
+    group_size: int  # Q
+    max_new: int  # G
+    advantage: str = "dr_grpo"
+    clip: float | None = None
+    inner_epochs: int = 1
+    check: Callable = exact_answer  # (gen_NxG, answer_NxA, answer_len_N, xp) -> reward_N
+
+
+def group_advantages(rewards_PxQ: jax.Array, kind: str = "dr_grpo", eps: float = 1e-6):
+    """Advantages (P, Q) and the (P,) mask of groups that carry signal (rewards not all equal)."""
+    Q = rewards_PxQ.shape[1]
+    mean_Px1 = rewards_PxQ.mean(axis=1, keepdims=True)
+    keep_P = jnp.any(rewards_PxQ != rewards_PxQ[:, :1], axis=1)
     if kind == "dr_grpo":
-        adv = rewards_PxG - mean_Px1
+        adv_PxQ = rewards_PxQ - mean_Px1
     elif kind == "grpo":
-        adv = (rewards_PxG - mean_Px1) / (rewards_PxG.std(axis=1, keepdims=True) + eps)
+        adv_PxQ = (rewards_PxQ - mean_Px1) / (rewards_PxQ.std(axis=1, keepdims=True) + eps)
     elif kind == "rloo":
-        adv = rewards_PxG - (rewards_PxG.sum(axis=1, keepdims=True) - rewards_PxG) / (G - 1)
+        adv_PxQ = rewards_PxQ - (rewards_PxQ.sum(axis=1, keepdims=True) - rewards_PxQ) / (Q - 1)
     else:
         raise ValueError(f"unknown advantage {kind!r}; choose one of {ADVANTAGES}")
-    return jnp.where(keep_P[:, None], adv, 0.0), keep_P
+    return jnp.where(keep_P[:, None], adv_PxQ, 0.0), keep_P
 
 
 def policy_loss(logp_NxT, old_logp_NxT, ref_logp_NxT, adv_N, mask_NxT, clip: float | None, kl_coef):
@@ -63,33 +113,6 @@ def policy_loss(logp_NxT, old_logp_NxT, ref_logp_NxT, adv_N, mask_NxT, clip: flo
     return loss, {"kl": jnp.sum(k3 * mask_NxT) / denom, "clip_frac": clipped_frac}
 
 
-def token_logprobs(cfg: ModelConfig, params, tokens_NxT, valid_NxT):
-    """log pi(token_t | tokens_<t) for t >= 1, shape (N, T-1), and the entropy of each prediction."""
-    logits = apply(cfg, params, tokens_NxT[:, :-1], key_valid_BxS=valid_NxT[:, :-1])
-    logz = jax.nn.logsumexp(logits, axis=-1)
-    onehot = jax.nn.one_hot(tokens_NxT[:, 1:], cfg.vocab_size, dtype=logits.dtype)
-    logp = jnp.sum(onehot * logits, axis=-1) - logz
-    probs = jax.nn.softmax(logits, axis=-1)
-    entropy = logz - jnp.sum(probs * logits, axis=-1)
-    return logp, entropy
-
-
-def verify_jnp(gen_NxG, answer_NxA, answer_len_N):
-    """The exact 0/1 verifier of ``scaling.tasks.verify`` in jax.numpy (for use inside jit)."""
-    N, G = gen_NxG.shape
-    A = answer_NxA.shape[1]
-    is_eot = gen_NxG == EOT
-    has_eot = is_eot.any(axis=1)
-    first = jnp.where(has_eot, jnp.argmax(is_eot, axis=1), G)
-    want = jnp.concatenate([answer_NxA, jnp.full((N, 1), PAD, answer_NxA.dtype)], axis=1)
-    want = jnp.where(jnp.arange(A + 1)[None, :] == answer_len_N[:, None], EOS, want)
-    idx = first[:, None] + 1 + jnp.arange(A + 1)[None, :]
-    got = jnp.take_along_axis(gen_NxG, jnp.minimum(idx, G - 1), axis=1)
-    got = jnp.where(idx < G, got, -1)
-    used = jnp.arange(A + 1)[None, :] <= answer_len_N[:, None]
-    return (has_eot & jnp.all((got == want) | ~used, axis=1)).astype(jnp.float32)
-
-
 def completion_mask(gen_NxG):
     """1 on generated tokens up to and including the first <eos> (all of them if there is none)."""
     is_eos = gen_NxG == EOS
@@ -97,138 +120,90 @@ def completion_mask(gen_NxG):
     return (seen_before == 0).astype(jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "group_size", "max_new", "advantage", "clip", "inner_epochs"))
-def rl_step(
-    cfg: ModelConfig,
-    params,
-    opt_state,
-    ref_params,
-    prompts_PxL,
-    valid_PxL,
-    answer_PxA,
-    answer_len_P,
-    key,
-    hp,
-    *,
-    group_size: int,
-    max_new: int,
-    advantage: str = "dr_grpo",
-    clip: float | None = None,
-    inner_epochs: int = 1,
-):
-    """One RL iteration: sample G completions per prompt, verify, compute advantages, update.
-
-    ``hp`` holds traced scalars: lr, temperature, kl_coef, reward_flip. Returns new params,
-    optimiser state and metrics (reward, pass rate, kept groups, loss, kl, entropy, clip fraction).
-    """
-    P, L = prompts_PxL.shape
-    N = P * group_size
-    prompts = jnp.repeat(prompts_PxL, group_size, axis=0)
-    valid = jnp.repeat(valid_PxL, group_size, axis=0)
+def rollout(cfg: ModelConfig, params, batch: PromptBatch, key, hp: RLHyper, spec: RLSpec) -> tuple[Rollout, jax.Array]:
+    """Sample Q completions per prompt, score them (rewards flipped at rate ``reward_flip``) and weigh
+    them by group-relative advantages. Returns the rollout and the (N, G) completions."""
+    P, L = batch.prompts_PxL.shape
+    Q = spec.group_size
+    prompts_NxL = jnp.repeat(batch.prompts_PxL, Q, axis=0)
+    valid_NxL = jnp.repeat(batch.valid_PxL, Q, axis=0)
     k_sample, k_flip = jax.random.split(key)
-    gen_NxG, _, _ = _decode(cfg, params, prompts, valid, k_sample, hp["temperature"], 1 << 30, 0, max_new, 0)
-    reward = verify_jnp(gen_NxG, jnp.repeat(answer_PxA, group_size, 0), jnp.repeat(answer_len_P, group_size))
-    flip = jax.random.uniform(k_flip, (N,)) < hp["reward_flip"]  # noisy environment feedback
-    reward = jnp.where(flip, 1.0 - reward, reward)
-    adv_PxG, keep_P = group_advantages(reward.reshape(P, group_size), advantage)
+    gen_NxG = decode(cfg, params, prompts_NxL, valid_NxL, k_sample, hp.temperature, max_new=spec.max_new)
+    answer_NxA, answer_len_N = jnp.repeat(batch.answer_PxA, Q, 0), jnp.repeat(batch.answer_len_P, Q)
+    reward_N = spec.check(gen_NxG, answer_NxA, answer_len_N, jnp)
+    flip_N = jax.random.uniform(k_flip, (P * Q,)) < hp.reward_flip
+    reward_N = jnp.where(flip_N, 1.0 - reward_N, reward_N)
+    adv_PxQ, keep_P = group_advantages(reward_N.reshape(P, Q), spec.advantage)
+    mask_NxT1 = jnp.concatenate([jnp.zeros((P * Q, L - 1)), completion_mask(gen_NxG)], axis=1)
+    mask_NxT1 = mask_NxT1 * jnp.repeat(keep_P, Q)[:, None]
+    tokens_NxT = jnp.concatenate([prompts_NxL, gen_NxG], axis=1)
+    valid_NxT = jnp.concatenate([valid_NxL, jnp.ones_like(gen_NxG, bool)], axis=1)
+    return Rollout(tokens_NxT, valid_NxT, mask_NxT1, reward_N, adv_PxQ.reshape(P * Q), keep_P), gen_NxG
 
-    tokens = jnp.concatenate([prompts, gen_NxG], axis=1)
-    seq_valid = jnp.concatenate([valid, jnp.ones_like(gen_NxG, bool)], axis=1)
-    mask = jnp.concatenate([jnp.zeros((N, L - 1)), completion_mask(gen_NxG)], axis=1)
-    mask = mask * jnp.repeat(keep_P, group_size)[:, None]
-    adv_N = adv_PxG.reshape(N)
-    old_logp, _ = token_logprobs(cfg, params, tokens, seq_valid)
-    ref_logp, _ = token_logprobs(cfg, ref_params, tokens, seq_valid)
-    old_logp, ref_logp = jax.lax.stop_gradient(old_logp), jax.lax.stop_gradient(ref_logp)
-    tx = optax.adam(hp["lr"])
+
+def policy_update(cfg: ModelConfig, state: TrainState, ref_params, r: Rollout, hp: RLHyper, spec: RLSpec):
+    """``inner_epochs`` optimiser steps on the clipped objective of one rollout: the new state, the first
+    epoch's loss and the last epoch's diagnostics (kl, clip fraction, entropy)."""
+    old_logp = jax.lax.stop_gradient(token_logprobs(cfg, state.params, r.tokens_NxT, r.valid_NxT))
+    ref_logp = jax.lax.stop_gradient(token_logprobs(cfg, ref_params, r.tokens_NxT, r.valid_NxT))
+    tx = optimizer(hp.optim, b2=B2)
 
     def loss_fn(p):
-        logp, entropy = token_logprobs(cfg, p, tokens, seq_valid)
-        loss, aux = policy_loss(logp, old_logp, ref_logp, adv_N, mask, clip, hp["kl_coef"])
-        aux["entropy"] = jnp.sum(jax.lax.stop_gradient(entropy) * mask) / jnp.maximum(mask.sum(), 1.0)
+        logp, entropy = token_logprobs(cfg, p, r.tokens_NxT, r.valid_NxT, entropy=True)
+        loss, aux = policy_loss(logp, old_logp, ref_logp, r.adv_N, r.mask_NxT1, spec.clip, hp.kl_coef)
+        aux["entropy"] = jnp.sum(jax.lax.stop_gradient(entropy) * r.mask_NxT1) / jnp.maximum(r.mask_NxT1.sum(), 1.0)
         return loss, aux
 
-    def epoch(carry, _):
-        p, o = carry
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
-        updates, o = tx.update(grads, o, p)
-        return (optax.apply_updates(p, updates), o), (loss, aux)
+    def epoch(s: TrainState, _):
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(s.params)
+        updates, opt_state = tx.update(grads, s.opt_state, s.params)
+        return TrainState(s.step + 1, optax.apply_updates(s.params, updates), opt_state), (loss, aux)
 
-    (params, opt_state), (losses, aux) = jax.lax.scan(epoch, (params, opt_state), None, length=inner_epochs)
+    state, (losses, aux) = jax.lax.scan(epoch, state, None, length=spec.inner_epochs)
+    return state, losses[0], {k: v[-1] for k, v in aux.items()}
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "spec"))
+def rl_step(cfg: ModelConfig, state: TrainState, ref_params, batch: PromptBatch, key, hp: RLHyper, *, spec: RLSpec):
+    """One RL iteration: sample Q completions per prompt, check, compute advantages, update.
+
+    Returns the new state and metrics (reward, per-prompt pass rate, kept groups, loss, kl, entropy,
+    clip fraction, and the completions)."""
+    r, gen_NxG = rollout(cfg, state.params, batch, key, hp, spec)
+    state, loss, aux = policy_update(cfg, state, ref_params, r, hp, spec)
+    P = batch.prompts_PxL.shape[0]
     metrics = {
         "completions": gen_NxG,
-        "reward": reward.mean(),
-        "pass_rate_P": reward.reshape(P, group_size).mean(1),
-        "kept_groups": keep_P.mean(),
-        "loss": losses[0],
-        **{k: v[-1] for k, v in aux.items()},
+        "reward": r.reward_N.mean(),
+        "pass_rate_P": r.reward_N.reshape(P, spec.group_size).mean(1),
+        "kept_groups": r.keep_P.mean(),
+        "loss": loss,
+        **aux,
     }
-    return params, opt_state, metrics
+    return state, metrics
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("cfg", "group_size", "max_new", "advantage", "clip", "inner_epochs"),
-    donate_argnames=("params_S", "opt_S"),
-)
-def rl_chunk(
-    cfg,
-    params_S,
-    opt_S,
-    ref_S,
-    prompts_KxPxL,
-    valid_KxPxL,
-    answer_KxPxA,
-    answer_len_KxP,
-    keys_SxK,
-    hp,
-    *,
-    group_size,
-    max_new,
-    advantage="dr_grpo",
-    clip=None,
-    inner_epochs=1,
-):
-    """K RL steps for every seed: scan over steps inside, ``over_seeds`` outside (prompts shared).
+@functools.partial(jax.jit, static_argnames=("cfg", "spec"), donate_argnames=("state_R",))
+def rl_chunk(cfg, state_R: TrainState, ref_R, batches_C: PromptBatch, keys_RxC, hp: RLHyper, *, spec: RLSpec):
+    """C RL steps for every seed: scan over steps inside, ``over_seeds`` outside (prompts shared).
 
-    Returns params, optimiser states and per-step metrics (S, K, ...) without the completions."""
+    Returns the states and per-step metrics (R, C, ...) without the completions."""
 
-    def one_seed(params, opt, ref, keys_K):
-        def body(carry, xs):
-            p, o = carry
-            prompts, valid, answer, answer_len, key = xs
-            p, o, m = rl_step(
-                cfg,
-                p,
-                o,
-                ref,
-                prompts,
-                valid,
-                answer,
-                answer_len,
-                key,
-                hp,
-                group_size=group_size,
-                max_new=max_new,
-                advantage=advantage,
-                clip=clip,
-                inner_epochs=inner_epochs,
-            )
+    def one_seed(state, ref, keys_C):
+        def body(s, xs):
+            batch, key = xs
+            s, m = rl_step(cfg, s, ref, batch, key, hp, spec=spec)
             m.pop("completions")
-            return (p, o), m
+            return s, m
 
-        xs = (prompts_KxPxL, valid_KxPxL, answer_KxPxA, answer_len_KxP, keys_K)
-        return jax.lax.scan(body, (params, opt), xs)
+        return jax.lax.scan(body, state, (batches_C, keys_C))
 
-    (params_S, opt_S), metrics = over_seeds(one_seed, params_S, opt_S, ref_S, keys_SxK)
-    return params_S, opt_S, metrics
+    return over_seeds(one_seed, state_R, ref_R, keys_RxC)
 
 
-def band_weights(pass_rate_D, band, floor: float = 0.05):
+def band_weights(pass_rate_D: np.ndarray, band, floor: float = 0.05) -> np.ndarray:
     """Sampling weight per difficulty: 1 inside the pass-rate band (the edge of competence),
     ``floor`` outside, so that estimates outside the band keep being refreshed."""
-    import numpy as np
-
     lo, hi = band
     w = np.where((pass_rate_D >= lo) & (pass_rate_D <= hi), 1.0, floor)
     return w / w.sum()

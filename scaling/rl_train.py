@@ -3,115 +3,120 @@ evaluation ladder at log-spaced RL data volumes (distinct prompts seen), so one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
 
-from scaling.config import EvalConfig, RLConfig
-from scaling.evaluate import accuracy_table, max_new_tokens
-from scaling.model import ModelConfig
-from scaling.rl import band_weights, rl_chunk
+from scaling.evaluate import accuracy_table
+from scaling.optim import TrainState, constant, optimizer
+from scaling.rl import B2, PromptBatch, RLHyper, RLSpec, band_weights, rl_chunk
 from scaling.sample import left_pad
+from scaling.settings import EvalConfig, RLConfig
+from scaling.specs import ModelConfig
 from scaling.tasks import Task, generate
+from scaling.train import replicated
 
 
 @dataclass
 class RLResult:
-    params_S: object
+    params_R: object
     ladder: pd.DataFrame  # one row per (prompts seen, seed, difficulty, strategy greedy|sampled): accuracy
     metrics: pd.DataFrame  # one row per (step, seed): reward, kept groups, loss, kl, entropy, clip fraction
 
 
+def rl_hyper(rc: RLConfig) -> RLHyper:
+    f32 = jnp.float32
+    return RLHyper(constant(rc.lr), f32(rc.temperature), f32(rc.kl_coef), f32(rc.reward_flip))
+
+
+def chunk_prompts(task: Task, rc: RLConfig, levels: np.ndarray, pass_rate: np.ndarray, rng) -> tuple:
+    """The prompts of one chunk (C steps of P prompts, difficulties drawn by ``band_weights``): a
+    PromptBatch with a leading C axis, and the (C, P) difficulties."""
+    C, P = rc.chunk_steps, rc.prompts_per_step
+    d_CxP = rng.choice(levels, size=(C, P), p=band_weights(pass_rate, rc.band))
+    ex = generate(task, d_CxP.ravel(), rng, split="train")
+    prompts, valid = left_pad(ex.tokens, ex.prompt_len)
+    L = prompts.shape[1]
+    batch = PromptBatch(
+        prompts.reshape(C, P, L), valid.reshape(C, P, L), ex.answer.reshape(C, P, -1), ex.answer_len.reshape(C, P)
+    )
+    return batch, d_CxP
+
+
+def update_pass_rates(pass_rate: np.ndarray, levels: np.ndarray, d_CxP: np.ndarray, rates_CxP: np.ndarray) -> None:
+    """Exponential average (weight 1/2) of each difficulty's pass rate from the chunk's own rollouts."""
+    for j, level in enumerate(levels):
+        hit = d_CxP == level
+        if hit.any():
+            pass_rate[j] = 0.5 * pass_rate[j] + 0.5 * rates_CxP[hit].mean()
+
+
+def ladder_point(cfg: ModelConfig, params_R, seeds, task: Task, ec: EvalConfig, seen: int) -> list[pd.DataFrame]:
+    """Held-out accuracy after ``seen`` RL prompts: greedy, and pass@1 sampled when ``ec.samples``."""
+    tables = [accuracy_table(cfg, params_R, list(seeds), task, ec)]
+    if ec.samples:
+        tables.append(
+            accuracy_table(cfg, params_R, list(seeds), task, ec, samples=ec.samples, temperature=ec.temperature)
+        )
+    return [t.assign(prompts_seen=seen) for t in tables]
+
+
 def rl_train(
     cfg: ModelConfig,
-    params_S,
+    params_R,
     task: Task,
     rc: RLConfig,
     seeds,
     difficulties: tuple[int, int],
     ec: EvalConfig,
+    *,
     seed: int = 0,
-    on_chunk=None,
+    on_chunk: Callable[[int, int, float], None] | None = None,
 ) -> RLResult:
-    """RL from ``params_S`` (one model per seed; its buffers are donated) for ``rc.steps`` steps of
+    """RL from ``params_R`` (one model per seed; its buffers are donated) for ``rc.steps`` steps of
     ``rc.prompts_per_step`` prompts on ``difficulties`` (``rc.difficulties`` wins when set), evaluating
     held-out accuracy when the ``rc.ladder_volumes()`` prompt counts are reached."""
-    rc.validate()
     lo, hi = rc.difficulties or difficulties
-    chunk, steps = rc.chunk_steps, rc.steps
     levels = np.arange(lo, hi + 1)
     pass_rate = np.full(len(levels), 0.5)  # optimistic start: every level is sampled
-    max_new = max_new_tokens(task, levels)
-    ref_S = jax.tree.map(jnp.copy, params_S)  # frozen reference; params_S buffers get donated
-    opt_S = jax.vmap(optax.adam(1.0).init)(params_S)
-    hp = {
-        "lr": jnp.float32(rc.lr),
-        "temperature": jnp.float32(rc.temperature),
-        "kl_coef": jnp.float32(rc.kl_coef),
-        "reward_flip": jnp.float32(rc.reward_flip),
-    }
+    spec = RLSpec(rc.group_size, task.max_new_tokens(levels), rc.advantage, rc.clip, rc.inner_epochs, task.check)
+    hp = rl_hyper(rc)
+    # Every input of the compiled chunk sits where its outputs will (replicated over the devices), so the
+    # second chunk reuses the first one's program.
+    everywhere = replicated()
+    ref_R = jax.device_put(jax.tree.map(jnp.copy, params_R), everywhere)  # frozen; the state's buffers get donated
+    opt_R = jax.vmap(lambda p: optimizer(hp.optim, b2=B2).init(p))(params_R)
+    state_R = jax.device_put(TrainState(jnp.zeros((len(seeds),), jnp.int32), params_R, opt_R), everywhere)
     rng = np.random.default_rng(seed)
     rows, ladder_rows = [], []
-    seen = 0
     pending = rc.ladder_volumes()
-
-    def evaluate(params_S, seen):
-        greedy = accuracy_table(cfg, params_S, list(seeds), task, ec)
-        ladder_rows.append(greedy.assign(prompts_seen=seen))
-        if ec.samples:
-            sampled = accuracy_table(
-                cfg, params_S, list(seeds), task, ec, samples=ec.samples, temperature=ec.temperature
-            )
-            ladder_rows.append(sampled.assign(prompts_seen=seen))
-
     if pending and pending[0] == 0:
-        evaluate(params_S, 0)
-        pending.pop(0)
-    for c in range(int(np.ceil(steps / chunk))):
-        K, P = chunk, rc.prompts_per_step
-        d = rng.choice(levels, size=(K, P), p=band_weights(pass_rate, rc.band))
-        ex = generate(task, d.ravel(), rng, split="train")
-        prompts, valid = left_pad(ex.tokens, ex.prompt_len)
-        L = prompts.shape[1]
-        keys = jax.vmap(lambda s, c=c, K=K: jax.random.split(jax.random.fold_in(jax.random.key(s), c), K))(
-            jnp.asarray(seeds, jnp.uint32)
+        ladder_rows += ladder_point(cfg, state_R.params, seeds, task, ec, pending.pop(0))
+    n_chunks, seen = int(np.ceil(rc.steps / rc.chunk_steps)), 0
+    seeds_R = jnp.asarray(seeds, jnp.uint32)
+    for c in range(n_chunks):
+        batch, d_CxP = chunk_prompts(task, rc, levels, pass_rate, rng)
+        keys_RxC = jax.vmap(lambda s, c=c: jax.random.split(jax.random.fold_in(jax.random.key(s), c), rc.chunk_steps))(
+            seeds_R
         )
-        params_S, opt_S, m = rl_chunk(
-            cfg,
-            params_S,
-            opt_S,
-            ref_S,
-            prompts.reshape(K, P, L),
-            valid.reshape(K, P, L),
-            ex.answer.reshape(K, P, -1),
-            ex.answer_len.reshape(K, P),
-            keys,
-            hp,
-            group_size=rc.group_size,
-            max_new=max_new,
-            advantage=rc.advantage,
-            clip=rc.clip,
-            inner_epochs=rc.inner_epochs,
-        )
+        state_R, m = rl_chunk(cfg, state_R, ref_R, batch, keys_RxC, hp, spec=spec)
         m = jax.tree.map(np.asarray, m)  # one host fetch per chunk
-        rates = m.pop("pass_rate_P").mean(0)  # (K, P), averaged over seeds
-        for j, level in enumerate(levels):  # update the pass-rate estimates from the rollouts themselves
-            hit = d == level
-            if hit.any():
-                pass_rate[j] = 0.5 * pass_rate[j] + 0.5 * rates[hit].mean()
-        for si, s in enumerate(seeds):
-            for k in range(K):
-                rows.append({"step": c * K + k, "seed": s, **{key: float(v[si, k]) for key, v in m.items()}})
-        seen += K * P
+        rates_CxP = m.pop("pass_rate_P").mean(0)  # averaged over seeds
+        update_pass_rates(pass_rate, levels, d_CxP, rates_CxP)
+        for r, s in enumerate(seeds):
+            for k in range(rc.chunk_steps):
+                rows.append(
+                    {"step": c * rc.chunk_steps + k, "seed": s, **{key: float(v[r, k]) for key, v in m.items()}}
+                )
+        seen += rc.chunk_steps * rc.prompts_per_step
         if on_chunk is not None:
-            on_chunk(c + 1, steps // chunk, float(rates.mean()))
+            on_chunk(c + 1, n_chunks, float(rates_CxP.mean()))
         while pending and seen >= pending[0]:
-            evaluate(params_S, seen)
             pending.pop(0)
-    return RLResult(
-        params_S, pd.concat(ladder_rows, ignore_index=True) if ladder_rows else pd.DataFrame(), pd.DataFrame(rows)
-    )
+            ladder_rows += ladder_point(cfg, state_R.params, seeds, task, ec, seen)
+    ladder = pd.concat(ladder_rows, ignore_index=True) if ladder_rows else pd.DataFrame()
+    return RLResult(state_R.params, ladder, pd.DataFrame(rows))

@@ -22,29 +22,32 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling.errors import ScalingError
-from scaling.model import ModelConfig, apply, empty_cache
-from scaling.tasks.tokenizer import EOT, PAD
+from scaling.model import apply_cached, empty_cache
+from scaling.specs import ModelConfig
+from scaling.tokenizer import EOT, PAD
 
 NO_BUDGET = 1 << 30
 
 
 def left_pad(tokens: np.ndarray, prompt_len: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Prompts (the first ``prompt_len`` tokens of each row) right-aligned in a (B, P_max) array,
-    and the (B, P_max) mask of real tokens."""
-    P = int(prompt_len.max())
-    offset = P - prompt_len
-    cols = np.arange(P)[None, :] - offset[:, None]
+    """Prompts (the first ``prompt_len`` tokens of each row) right-aligned in a (B, L) array, L the
+    longest prompt, and the (B, L) mask of real tokens."""
+    L = int(prompt_len.max())
+    offset = L - prompt_len
+    cols = np.arange(L)[None, :] - offset[:, None]
     prompts = np.where(cols >= 0, np.take_along_axis(tokens, np.maximum(cols, 0), axis=1), PAD)
     return prompts.astype(np.int32), cols >= 0
 
 
-def _prefill(cfg, params, prompts_BxP, valid_BxP, max_new):
-    B, P = prompts_BxP.shape
-    if P + max_new > cfg.max_len:
-        raise ScalingError(f"prompt {P} + {max_new} new tokens exceed the model's max_len {cfg.max_len}")
-    key_valid_BxS = jnp.zeros((B, cfg.max_len), bool).at[:, :P].set(valid_BxP).at[:, P:].set(True)
-    logits_BxPxV, cache = apply(cfg, params, prompts_BxP, cache=empty_cache(cfg, B), pos=0, key_valid_BxS=key_valid_BxS)
-    return logits_BxPxV[:, -1], cache, key_valid_BxS
+def _prefill(cfg, params, prompts_BxL, valid_BxL, max_new):
+    B, L = prompts_BxL.shape
+    if L + max_new > cfg.max_len:
+        raise ScalingError(f"prompt {L} + {max_new} new tokens exceed the model's max_len {cfg.max_len}")
+    key_valid_BxS = jnp.zeros((B, cfg.max_len), bool).at[:, :L].set(valid_BxL).at[:, L:].set(True)
+    logits_BxLxV, cache = apply_cached(
+        cfg, params, prompts_BxL, empty_cache(cfg, B), pos=0, key_valid_BxS=key_valid_BxS
+    )
+    return logits_BxLxV[:, -1], cache, key_valid_BxS
 
 
 def _choose(logits_BxV, key, temperature, top_k: int):
@@ -55,9 +58,9 @@ def _choose(logits_BxV, key, temperature, top_k: int):
     return jnp.where(temperature > 0, sampled, jnp.argmax(logits_BxV, axis=-1)).astype(jnp.int32)
 
 
-def _decode(cfg, params, prompts_BxP, valid_BxP, key, temperature, budget, min_think, max_new, top_k):
-    B, P = prompts_BxP.shape
-    last_BxV, cache, key_valid_BxS = _prefill(cfg, params, prompts_BxP, valid_BxP, max_new)
+def _decode(cfg, params, prompts_BxL, valid_BxL, key, temperature, budget, min_think, max_new, top_k):
+    B, L = prompts_BxL.shape
+    last_BxV, cache, key_valid_BxS = _prefill(cfg, params, prompts_BxL, valid_BxL, max_new)
 
     def pick(logits_BxV, i, thinking_B, key):
         suppress = thinking_B[:, None] & (i < min_think) & (jnp.arange(cfg.vocab_size) == EOT)
@@ -68,19 +71,19 @@ def _decode(cfg, params, prompts_BxP, valid_BxP, key, temperature, budget, min_t
         logits_BxV, thinking_B, cache = carry
         token_B = pick(logits_BxV, i, thinking_B, jax.random.fold_in(key, i))
         thinking_B = thinking_B & (token_B != EOT)
-        logits_Bx1xV, cache = apply(cfg, params, token_B[:, None], cache=cache, pos=P + i, key_valid_BxS=key_valid_BxS)
+        logits_Bx1xV, cache = apply_cached(cfg, params, token_B[:, None], cache, pos=L + i, key_valid_BxS=key_valid_BxS)
         return (logits_Bx1xV[:, 0], thinking_B, cache), token_B
 
-    (_, _, cache), tokens_NxB = jax.lax.scan(step, (last_BxV, jnp.ones((B,), bool), cache), jnp.arange(max_new))
-    return tokens_NxB.T, cache, key_valid_BxS
+    (_, _, cache), tokens_GxB = jax.lax.scan(step, (last_BxV, jnp.ones((B,), bool), cache), jnp.arange(max_new))
+    return tokens_GxB.T, cache, key_valid_BxS
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new", "top_k"))
 def decode(
     cfg: ModelConfig,
     params,
-    prompts_BxP,
-    valid_BxP,
+    prompts_BxL,
+    valid_BxL,
     key,
     temperature=0.0,
     budget=NO_BUDGET,
@@ -93,12 +96,12 @@ def decode(
 
     ``budget`` and ``min_think`` may be scalars or per-row (B,) arrays.
     """
-    return _decode(cfg, params, prompts_BxP, valid_BxP, key, temperature, budget, min_think, max_new, top_k)[0]
+    return _decode(cfg, params, prompts_BxL, valid_BxL, key, temperature, budget, min_think, max_new, top_k)[0]
 
 
-def greedy(cfg: ModelConfig, params, prompts_BxP, valid_BxP, *, max_new: int):
+def greedy(cfg: ModelConfig, params, prompts_BxL, valid_BxL, *, max_new: int):
     """Greedy continuation of left-padded prompts: (B, max_new) token ids."""
-    return decode(cfg, params, prompts_BxP, valid_BxP, jax.random.key(0), max_new=max_new)
+    return decode(cfg, params, prompts_BxL, valid_BxL, jax.random.key(0), max_new=max_new)
 
 
 def budgets_width(budgets, answer_len: int) -> int:
@@ -107,50 +110,50 @@ def budgets_width(budgets, answer_len: int) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "budgets", "answer_len"))
-def decode_budgets(cfg: ModelConfig, params, prompts_BxP, valid_BxP, *, budgets: tuple[int, ...], answer_len: int):
-    """Greedy generations under every thinking budget from one pass: (n_budgets, B, G) token ids.
+def decode_budgets(cfg: ModelConfig, params, prompts_BxL, valid_BxL, *, budgets: tuple[int, ...], answer_len: int):
+    """Greedy generations under every thinking budget from one pass: (U, B, G) token ids, U budgets.
 
     One unforced greedy pass writes G = max(budgets) + answer_len + 1 tokens and keeps its cache.
     Under greedy decoding the trace under budget b is a prefix of that pass, so budget b is a
-    branch of a tree: <eot> at position P + b, then ``answer_len`` answer tokens. All F branches
-    of a row decode together, F tokens per step: their keys go to F * answer_len slots past the
-    shared cache, and each attends to the prefix before P + b and to its own branch, so the
+    branch of a tree: <eot> at position L + b, then ``answer_len`` answer tokens. All U branches
+    of a row decode together, U tokens per step: their keys go to U * answer_len slots past the
+    shared cache, and each attends to the prefix before L + b and to its own branch, so the
     cache is never copied per budget. Rows that ended thinking on their own before b keep their
     unforced continuation, exactly as a separate forced decode would.
     """
-    B, P = prompts_BxP.shape
-    F, A, S0 = len(budgets), answer_len, cfg.max_len
+    B, L = prompts_BxL.shape
+    U, A, S0 = len(budgets), answer_len, cfg.max_len
     G = budgets_width(budgets, answer_len)
     full_BxG, cache, key_valid_BxS = _decode(
-        cfg, params, prompts_BxP, valid_BxP, jax.random.key(0), 0.0, NO_BUDGET, 0, G, 0
+        cfg, params, prompts_BxL, valid_BxL, jax.random.key(0), 0.0, NO_BUDGET, 0, G, 0
     )
-    budget_F = jnp.asarray(budgets, jnp.int32)
-    # Branch f's i-th token lives in slot S0 + i * F + f.
-    cache = [tuple(jnp.pad(c, ((0, 0), (0, 0), (0, F * A), (0, 0))) for c in layer) for layer in cache]
-    slot_S = jnp.arange(S0 + F * A)
+    budget_U = jnp.asarray(budgets, jnp.int32)
+    # Branch u's i-th token lives in slot S0 + i * U + u.
+    cache = [tuple(jnp.pad(c, ((0, 0), (0, 0), (0, U * A), (0, 0))) for c in layer) for layer in cache]
+    slot_S = jnp.arange(S0 + U * A)
     in_branch_S = slot_S >= S0
-    key_valid_BxS = jnp.pad(key_valid_BxS, ((0, 0), (0, F * A)))
-    prefix_BxFxS = (slot_S[None, None, :] < P + budget_F[None, :, None]) & key_valid_BxS[:, None, :]
-    own_FxS = in_branch_S[None, :] & ((slot_S[None, :] - S0) % F == jnp.arange(F)[:, None])
+    key_valid_BxS = jnp.pad(key_valid_BxS, ((0, 0), (0, U * A)))
+    prefix_BxUxS = (slot_S[None, None, :] < L + budget_U[None, :, None]) & key_valid_BxS[:, None, :]
+    own_UxS = in_branch_S[None, :] & ((slot_S[None, :] - S0) % U == jnp.arange(U)[:, None])
 
     def step(carry, i):
-        token_BxF, cache = carry
-        mask_BxFxS = prefix_BxFxS | (own_FxS & ((slot_S - S0) // F <= i))[None]
-        logits_BxFxV, cache = apply(
-            cfg, params, token_BxF, cache=cache, pos=S0 + i * F, positions_T=P + budget_F + i, mask_BxTxS=mask_BxFxS
+        token_BxU, cache = carry
+        mask_BxUxS = prefix_BxUxS | (own_UxS & ((slot_S - S0) // U <= i))[None]
+        logits_BxUxV, cache = apply_cached(
+            cfg, params, token_BxU, cache, pos=S0 + i * U, positions_T=L + budget_U + i, mask_BxTxS=mask_BxUxS
         )
-        nxt_BxF = jnp.argmax(logits_BxFxV, axis=-1).astype(jnp.int32)
-        return (nxt_BxF, cache), nxt_BxF
+        nxt_BxU = jnp.argmax(logits_BxUxV, axis=-1).astype(jnp.int32)
+        return (nxt_BxU, cache), nxt_BxU
 
-    eot_BxF = jnp.full((B, F), EOT, jnp.int32)
-    _, answer_AxBxF = jax.lax.scan(step, (eot_BxF, cache), jnp.arange(A))
+    eot_BxU = jnp.full((B, U), EOT, jnp.int32)
+    _, answer_AxBxU = jax.lax.scan(step, (eot_BxU, cache), jnp.arange(A))
     positions_G = jnp.arange(G)
 
     def assemble(b, answer_BxA):
-        tail_BxA1 = jnp.concatenate([eot_BxF[:, :1], answer_BxA], axis=1)
+        tail_BxA1 = jnp.concatenate([eot_BxU[:, :1], answer_BxA], axis=1)
         forced_BxG = jnp.where(positions_G[None, :] < b, full_BxG, PAD)
         forced_BxG = jax.lax.dynamic_update_slice(forced_BxG, tail_BxA1, (0, b))
         ended_early_B = jnp.any((full_BxG == EOT) & (positions_G[None, :] < b), axis=1)
         return jnp.where(ended_early_B[:, None], full_BxG, forced_BxG)
 
-    return jax.vmap(assemble)(budget_F, jnp.transpose(answer_AxBxF, (2, 1, 0)))
+    return jax.vmap(assemble)(budget_U, jnp.transpose(answer_AxBxU, (2, 1, 0)))

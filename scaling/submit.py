@@ -16,8 +16,7 @@ def worker_job(config: str, out: str, overrides: list[str], worker: int, workers
     from scaling.sweep import maybe_initialize_distributed, run_sweep
 
     maybe_initialize_distributed()
-    results = run_sweep(config, out, overrides, worker=worker, workers=workers, progress=False)
-    return 0 if results is None else len(results)
+    return len(run_sweep(config, out, overrides, worker=worker, workers=workers, progress=False).results)
 
 
 def submit(
@@ -34,7 +33,7 @@ def submit(
     """Submit ``workers`` jobs as one array; ``executor`` is auto (SLURM if available), slurm or local.
 
     ``slurm`` holds extra submitit parameters (e.g. ``{"slurm_partition": "gpu"}``). With ``wait``,
-    block until all jobs finish and raise a ScalingError naming the failed ones.
+    block until all jobs finish. Returns the jobs and a line per failed job (empty without ``wait``).
     """
     import submitit
 
@@ -52,16 +51,13 @@ def submit(
     jobs = ex.map_array(
         worker_job, [str(config)] * workers, [str(out)] * workers, [list(overrides)] * workers, range(workers), n
     )
-    if wait:
-        failed = []
-        for job in jobs:
-            try:
-                job.result()
-            except Exception as e:  # report every failed worker, not only the first
-                failed.append(f"job {job.job_id}: {type(e).__name__}: {str(e).strip().splitlines()[-1]}")
-        if failed:
-            raise ScalingError("workers failed: " + "; ".join(failed))
-    return jobs
+    failed = []
+    for job in jobs if wait else []:
+        try:
+            job.result()
+        except Exception as e:  # report every failed worker, not only the first
+            failed.append(f"job {job.job_id}: {type(e).__name__}: {str(e).strip().splitlines()[-1]}")
+    return jobs, failed
 
 
 def _parse(value: str):

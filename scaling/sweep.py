@@ -1,129 +1,39 @@
 """Execute a plan: cached, resumable stages shared among worker processes, then one results table.
 
-Layout of the output directory:
-    config.yaml, plan.json         the sweep as run (after --set) and its points and stages
-    environment.json               package versions, devices, git revision
-    stages/<kind>-<key>/           one directory per stage:
-        settings.json              what its key hashes
-        log.txt, runs.jsonl        a log line per chunk; one line per attempt (worker, pid, start)
-        claim                      held by the worker computing it (stale claims are taken over)
-        done.json | failed.json    written last and atomically: a stage without done.json is redone
-    results.csv, results.parquet   tidy: one row per (point, seed, difficulty, source, strategy, budget, k)
-
-Workers share the directory: a stage is computed by whoever first creates its ``claim`` file
-(``O_CREAT | O_EXCL``), only once its inputs are done. A claim whose process is gone (same host) or
-whose heartbeat is older than ``stale_after`` seconds is taken over, so a killed worker's stage is redone.
+Workers share the output directory (layout in ``scaling.store``): a worker claims a stage whose inputs
+are done (``scaling.claims``), runs it, and records ``done.json`` or ``failed.json``; a sweep goes on past
+a failed stage with every stage that does not need it. A multi-host job runs as one worker: process 0
+claims and writes, every process computes each stage on the global mesh.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
-import socket
-import threading
+import shutil
 import time
 import traceback
-import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from scaling.laws.law import atomic_write_text
-from scaling.plan import Plan, Stage, describe, make_plan
-from scaling.stages import is_writer
+from scaling import claims, io
+from scaling.errors import ScalingError
+from scaling.plan import Plan, Stage, make_plan
+from scaling.stages import STAGES, is_writer, point_rows, write_table
+from scaling.store import failure_reason, stage_dir, stage_status
 
-HOST = socket.gethostname()
-
-
-def stage_dir(out: Path, name: str) -> Path:
-    return out / "stages" / name
-
-
-def stage_status(out: Path, name: str) -> str:
-    d = stage_dir(out, name)
-    if (d / "done.json").is_file():
-        return "done"
-    if (d / "failed.json").is_file():
-        return "failed"
-    if (d / "claim").is_file():
-        return "claimed"
-    return "pending"
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _stale(claim: Path, stale_after: float) -> bool:
-    try:
-        age = time.time() - claim.stat().st_mtime
-        holder = _read_json(claim)
-    except FileNotFoundError:
-        return True
-    except json.JSONDecodeError:  # being written right now, or cut short by a kill between create and write
-        return age > 5.0
-    if holder.get("host") == HOST and not _pid_alive(int(holder.get("pid", -1))):
-        return True
-    return age > stale_after
-
-
-def try_claim(d: Path, worker: int, stale_after: float) -> bool:
-    """Atomically claim stage directory ``d``; take over a stale claim. True if this process holds it."""
-    d.mkdir(parents=True, exist_ok=True)
-    claim = d / "claim"
-    for _ in range(2):
-        try:
-            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if not _stale(claim, stale_after):
-                return False
-            with contextlib.suppress(FileNotFoundError):  # only one taker wins the rename
-                claim.rename(d / f"claim.stale.{uuid.uuid4().hex[:8]}")
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump({"worker": worker, "host": HOST, "pid": os.getpid(), "time": time.time()}, f)
-        return True
-    return False
-
-
-@contextlib.contextmanager
-def heartbeat(claim: Path, every: float):
-    """Touch ``claim`` every ``every`` seconds while the body runs."""
-    stop = threading.Event()
-
-    def beat():
-        while not stop.wait(every):
-            with contextlib.suppress(FileNotFoundError):
-                os.utime(claim)
-
-    t = threading.Thread(target=beat, daemon=True)
-    t.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        t.join()
+KINDS = ("train", "rl", "eval")  # the order stages run in
 
 
 def _clear_partial(d: Path, kind: str) -> None:
     """Remove what a killed attempt left, keeping the training checkpoint (resumed chunk-exactly) and logs."""
-    import shutil
-
     for p in d.iterdir():
         if p.name in ("claim", "log.txt", "runs.jsonl") or p.name.startswith("claim.stale"):
             continue
@@ -132,24 +42,26 @@ def _clear_partial(d: Path, kind: str) -> None:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
+def _append(path: Path, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(line)
+
+
 def execute(plan: Plan, stage: Stage, out: Path, worker: int, bar: tqdm | None) -> bool:
     """Run one claimed stage; record done.json or failed.json. True if it succeeded.
 
     Every process of a multi-host job runs the stage; only the leader writes files."""
-    from scaling.stages import STAGES
-
     d = stage_dir(out, stage.name)
     leader = is_writer()
     if leader:
         _clear_partial(d, stage.kind)
-        with open(d / "runs.jsonl", "a") as f:
-            f.write(json.dumps({"worker": worker, "host": HOST, "pid": os.getpid(), "start": time.time()}) + "\n")
-        atomic_write_text(d / "settings.json", json.dumps(stage.settings, indent=1, default=str) + "\n")
+        attempt = {"worker": worker, "host": claims.HOST, "pid": os.getpid(), "start": time.time()}
+        _append(d / "runs.jsonl", io.dumps(attempt, indent=None))
+        io.write_json(d / "settings.json", stage.settings)
 
     def log(msg: str) -> None:
         if leader:
-            with open(d / "log.txt", "a") as f:
-                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+            _append(d / "log.txt", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
 
     def progress(done: int, total: int) -> None:
         if bar is not None:
@@ -167,20 +79,19 @@ def execute(plan: Plan, stage: Stage, out: Path, worker: int, bar: tqdm | None) 
         reason = f"{type(e).__name__}: {e}"
         log(f"failed: {reason}\n{traceback.format_exc()}")
         if leader:
-            atomic_write_text(d / "failed.json", json.dumps({"reason": reason, "worker": worker}) + "\n")
+            io.write_json(d / "failed.json", {"reason": reason, "worker": worker})
         return False
     log(f"done in {summary.get('seconds', 0):.1f}s")
     if leader:
-        atomic_write_text(d / "done.json", json.dumps(summary) + "\n")
+        io.write_json(d / "done.json", summary)
     return True
 
 
 def environment() -> dict:
+    """Python and package versions, devices, host and git revision of this run."""
     import importlib.metadata as md
     import platform
     import subprocess
-
-    import jax
 
     try:
         rev = subprocess.run(
@@ -194,15 +105,13 @@ def environment() -> dict:
         "packages": {p: md.version(p) for p in packages},
         "devices": [str(d) for d in jax.devices()],
         "process_count": jax.process_count(),
-        "host": HOST,
+        "host": claims.HOST,
         "git_revision": rev or None,
     }
 
 
 def enable_compilation_cache() -> None:
     """Persistent XLA cache shared by runs and workers (``SCALING_JAX_CACHE``, default ~/.cache/scaling/jax)."""
-    import jax
-
     path = os.environ.get("SCALING_JAX_CACHE", str(Path.home() / ".cache" / "scaling" / "jax"))
     if path:
         jax.config.update("jax_compilation_cache_dir", path)
@@ -211,7 +120,7 @@ def enable_compilation_cache() -> None:
 
 def write_plan(plan: Plan, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(plan.raw, sort_keys=False))
+    io.atomic_write_text(out / "config.yaml", yaml.safe_dump(plan.raw, sort_keys=False))
     doc = {
         "source": plan.source,
         "axes": plan.axis_names,
@@ -221,13 +130,11 @@ def write_plan(plan: Plan, out: Path) -> None:
         ],
         "stages": {n: {"kind": s.kind, "deps": list(s.deps)} for n, s in plan.stages.items()},
     }
-    atomic_write_text(out / "plan.json", json.dumps(doc, indent=1, default=str) + "\n")
+    io.write_json(out / "plan.json", doc)
 
 
 def _agree(code: int) -> int:
     """Every process of a multi-host job takes process 0's decision (one stage runs on all hosts)."""
-    import jax
-
     if jax.process_count() == 1:
         return code
     from jax.experimental import multihost_utils
@@ -247,21 +154,18 @@ def next_stage(plan: Plan, out: Path, names: list[str], final: dict[str, str], w
             final[name] = status
         elif any(final.get(dep) in ("failed", "blocked") for dep in deps):
             final[name] = "blocked"
-        elif all(final.get(dep) == "done" for dep in deps) and try_claim(stage_dir(out, name), worker, stale_after):
+        elif all(final.get(dep) == "done" for dep in deps) and claims.try_claim(
+            stage_dir(out, name), worker, stale_after
+        ):
             if stage_status(out, name) == "claimed":  # not finished by another worker meanwhile
                 return i
-            (stage_dir(out, name) / "claim").unlink(missing_ok=True)
+            claims.release(stage_dir(out, name))
             final[name] = stage_status(out, name)
     return -2 if len(final) == len(names) else -1
 
 
 def work(
-    plan: Plan,
-    out: Path,
-    worker: int = 0,
-    stale_after: float = 120.0,
-    poll: float = 1.0,
-    progress: bool = True,
+    plan: Plan, out: Path, worker: int = 0, *, stale_after: float = 120.0, poll: float = 1.0, progress: bool = True
 ) -> dict[str, str]:
     """Compute every stage this worker can claim until all are done, failed or blocked by a failure.
 
@@ -269,7 +173,7 @@ def work(
     names = list(plan.stages)
     # Workers start at different stages of each kind, so they rarely race for the same claim.
     names = names[worker % len(names) :] + names[: worker % len(names)]
-    names.sort(key=lambda n: ["train", "rl", "eval"].index(plan.stages[n].kind))
+    names.sort(key=lambda n: KINDS.index(plan.stages[n].kind))
     final: dict[str, str] = {}
     leader = is_writer()
     progress = progress and leader
@@ -280,13 +184,13 @@ def work(
             time.sleep(poll)
             continue
         name = names[i]
-        claim = stage_dir(out, name) / "claim"
+        d = stage_dir(out, name)
         try:
-            with heartbeat(claim, stale_after / 4) if leader else contextlib.nullcontext():
+            with claims.heartbeat(d / "claim", stale_after / 4) if leader else contextlib.nullcontext():
                 execute(plan, plan.stages[name], out, worker, stage_bar if progress else None)
         finally:
             if leader:
-                claim.unlink(missing_ok=True)
+                claims.release(d)
         final[name] = stage_status(out, name)
         sweep_bar.n = len(final)
         sweep_bar.refresh()
@@ -297,8 +201,6 @@ def work(
 
 def collect(plan: Plan, out: Path) -> tuple[pd.DataFrame, list[str]]:
     """The results table of every point whose stages are done, and a line per point left out."""
-    from scaling.stages import result_rows
-
     tables, missing = [], []
     for p in plan.points:
         status = {k: stage_status(out, n) for k, n in p.stages.items()}
@@ -306,8 +208,8 @@ def collect(plan: Plan, out: Path) -> tuple[pd.DataFrame, list[str]]:
             missing.append(f"point {p.index} ({p.axes}): " + ", ".join(f"{k} {s}" for k, s in status.items()))
             continue
         dirs = {k: stage_dir(out, n) for k, n in p.stages.items()}
-        summaries = {k: _read_json(dirs[k] / "done.json") for k in dirs}
-        rows = result_rows(p.run, dirs, summaries)
+        summaries = {k: io.read_json(dirs[k] / "done.json", "stage record") for k in dirs}
+        rows = point_rows(p.run, dirs, summaries)
         axes = {"point": p.index} | {f"axis:{k}": v for k, v in p.axes.items()}
         tables.append(pd.concat([pd.DataFrame(axes, index=rows.index), rows], axis=1))
     results = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
@@ -315,12 +217,11 @@ def collect(plan: Plan, out: Path) -> tuple[pd.DataFrame, list[str]]:
 
 
 def failures(plan: Plan, out: Path) -> list[str]:
-    lines = []
-    for name in plan.stages:
-        f = stage_dir(out, name) / "failed.json"
-        if f.is_file():
-            lines.append(f"{name}: {_read_json(f)['reason']} (log: {stage_dir(out, name) / 'log.txt'})")
-    return lines
+    return [
+        f"{name}: {failure_reason(out, name)} (log: {stage_dir(out, name) / 'log.txt'})"
+        for name in plan.stages
+        if stage_status(out, name) == "failed"
+    ]
 
 
 def slurm_worker() -> tuple[int, int] | None:
@@ -337,8 +238,6 @@ def maybe_initialize_distributed() -> None:
     (SLURM with more than one task, a multi-host TPU slice), or by hand: JAX_COORDINATOR_ADDRESS,
     JAX_NUM_PROCESSES and JAX_PROCESS_ID set. Process 0 then claims stages and writes files; every
     process computes each stage on the global device mesh."""
-    import jax
-
     multi_slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_ARRAY_TASK_ID" not in os.environ
     multi_tpu = "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
     if multi_slurm or multi_tpu or os.environ.get("JAX_COORDINATOR_ADDRESS"):
@@ -348,46 +247,62 @@ def maybe_initialize_distributed() -> None:
         jax.distributed.initialize(num_processes=int(n) if n else None, process_id=int(rank) if rank else None)
 
 
-def run_sweep(
-    config: str | Path,
-    out: str | Path,
-    overrides: list[str] = (),
-    worker: int | None = None,
-    workers: int | None = None,
-    retry_failed: bool = False,
-    dry_run: bool = False,
-    progress: bool = True,
-    stale_after: float = 120.0,
-) -> pd.DataFrame | None:
-    """Plan, compute what is not cached, and write the results table. Returns it (None on a dry run)."""
-    plan = make_plan(config, overrides)  # every config error surfaces here, before any compute
-    out = Path(out)
+@dataclass
+class SweepResult:
+    """What a sweep computed: the results table, every stage's final status, the points left out."""
+
+    results: pd.DataFrame
+    final: dict[str, str] = field(default_factory=dict)  # stage -> done | failed | blocked
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Every stage is done (none failed or was blocked by a failed input)."""
+        return all(s == "done" for s in self.final.values())
+
+
+def resolve_worker(worker: int | None, workers: int | None) -> tuple[int, int]:
+    """(worker, workers) from the arguments, else a SLURM array's environment, else (0, 1)."""
     if worker is None and workers is None and (slurm := slurm_worker()) is not None:
         worker, workers = slurm
     worker, workers = worker or 0, workers or 1
     if not 0 <= worker < workers:
-        from scaling.errors import ScalingError
-
         raise ScalingError(f"--worker {worker} --workers {workers}: expected 0 <= worker < workers")
-    if dry_run:
-        print(describe(plan, {n: stage_status(out, n) for n in plan.stages}))
-        return None
+    return worker, workers
+
+
+def run_sweep(
+    config: str | Path,
+    out: str | Path,
+    overrides: list[str] = (),
+    *,
+    worker: int | None = None,
+    workers: int | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    stale_after: float = 120.0,
+) -> SweepResult:
+    """Plan, compute what is not cached, and write the results table."""
+    plan = make_plan(config, overrides)  # every config error surfaces here, before any compute
+    out = Path(out)
+    worker, _ = resolve_worker(worker, workers)
     leader = is_writer()
     if leader:
         write_plan(plan, out)
         if retry_failed:
             for name in plan.stages:
                 (stage_dir(out, name) / "failed.json").unlink(missing_ok=True)
-        atomic_write_text(out / "environment.json", json.dumps(environment(), indent=1) + "\n")
+        io.write_json(out / "environment.json", environment())
     _agree(0)  # followers start once the leader has written the plan
     enable_compilation_cache()
     t0 = time.perf_counter()
-    final = work(plan, out, worker, stale_after=stale_after, progress=progress)
+    work(plan, out, worker, stale_after=stale_after, progress=progress)
     _agree(0)  # the leader's last done.json is written
+    # Read back from disk, so every process of a multi-host job reports the same: a stage neither done
+    # nor failed once the sweep is over was blocked by a failed input.
+    final = {n: s if (s := stage_status(out, n)) in ("done", "failed") else "blocked" for n in plan.stages}
     results, missing = collect(plan, out)
     if not results.empty and leader:
-        from scaling.stages import write_table
-
         write_table(results, out / "results")
     if progress and leader:
         counts = {s: list(final.values()).count(s) for s in ("done", "failed", "blocked")}
@@ -401,33 +316,4 @@ def run_sweep(
             print(f"  left out {line}")
         if not results.empty:
             print(f"results: {out / 'results.csv'} ({len(results)} rows)")
-    return results
-
-
-def status_text(out: str | Path) -> str:
-    """``scaling status DIR``: stage counts by kind and status, failures, points with results."""
-    from scaling.errors import ScalingError
-
-    out = Path(out)
-    if not (out / "plan.json").is_file():
-        raise ScalingError(f"{out}: no plan.json (not a sweep output directory)")
-    doc = _read_json(out / "plan.json")
-    table: dict[str, dict[str, int]] = {}
-    lines = []
-    for name, s in doc["stages"].items():
-        st = stage_status(out, name)
-        table.setdefault(s["kind"], {}).setdefault(st, 0)
-        table[s["kind"]][st] += 1
-        if st == "failed":
-            lines.append(f"  failed {name}: {_read_json(stage_dir(out, name) / 'failed.json')['reason']}")
-        if st == "claimed":
-            try:
-                holder = _read_json(stage_dir(out, name) / "claim")
-                lines.append(f"  running {name}: worker {holder['worker']} on {holder['host']} (pid {holder['pid']})")
-            except (FileNotFoundError, json.JSONDecodeError):  # released or being written just now
-                lines.append(f"  running {name}")
-    done_points = sum(all(stage_status(out, n) == "done" for n in p["stages"].values()) for p in doc["points"])
-    head = [f"{out}: {len(doc['points'])} points ({done_points} complete), {len(doc['stages'])} stages"]
-    for kind, counts in table.items():
-        head.append(f"  {kind:6s} " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    return "\n".join(head + lines)
+    return SweepResult(results, final, missing)

@@ -60,6 +60,19 @@ def test_analysis_regenerates_laws_figures_and_report(quick_run):
         assert f"| {name} | `{law.formula()}`" in report
 
 
+def test_every_json_file_a_sweep_and_its_analysis_write_is_strict(quick_run):
+    from scaling.io import loads_strict
+
+    analyze(quick_run, bootstrap=20)
+    orbax_metadata = ("_CHECKPOINT_METADATA", "_METADATA", "_sharding")
+    files = [p for p in quick_run.rglob("*") if p.suffix in (".json", ".jsonl") or p.name in orbax_metadata]
+    assert {p.parent.name for p in files if p.suffix == ".json"} >= {"laws", quick_run.name}
+    for path in files:
+        lines = path.read_text().splitlines() if path.suffix == ".jsonl" else [path.read_text()]
+        for line in lines:
+            loads_strict(line)  # raises on NaN / Infinity and on anything that is not JSON
+
+
 def test_analysis_of_incomplete_results_says_what_it_skipped(quick_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(quick_run, run, ignore=shutil.ignore_patterns("checkpoint", "figures", "laws"))

@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -31,6 +32,24 @@ def test_save_load_round_trip_is_exact(sat_law, tmp_path):
     assert d["data_fingerprint"].startswith("sha256:") and d["options"]["delta"] == 1e-3
     assert set(d["ci"]) == {"E", "A", "alpha"}
     assert not list(tmp_path.glob("laws/.*tmp"))  # atomic write leaves no temporary file
+
+
+def test_saved_laws_are_strict_json_and_files_written_before_strictness_still_load(tmp_path):
+    from scaling.io import loads_strict
+
+    x = np.logspace(1, 4, 8)
+    law = sl.fit({"x": x, "y": 5.0 * x**-0.3}, "x", "y", "power", holdout=2)  # y > 1: no ceiling (inf)
+    assert math.isnan(law.r2_means) and math.isinf(law.bounds.ceiling)
+    doc = loads_strict(law.save(tmp_path / "new.json").read_text())  # no NaN or Infinity tokens
+    assert doc["r2_means"] is None and doc["bounds"]["ceiling"] == "inf" and doc["bounds"]["floor"] == 0.0
+    again = sl.load(tmp_path / "new.json")
+    assert math.isnan(again.r2_means) and again.bounds == law.bounds and again.holdout == law.holdout
+    # The writer before strict JSON: Python's json with NaN and Infinity tokens.
+    (tmp_path / "old.json").write_text(json.dumps(law.to_dict(), indent=1))
+    assert "Infinity" in (tmp_path / "old.json").read_text() and "NaN" in (tmp_path / "old.json").read_text()
+    old = sl.load(tmp_path / "old.json")
+    np.testing.assert_array_equal(old.predict(x), law.predict(x))
+    assert old.bounds == law.bounds and math.isnan(old.r2_means) and old.holdout_error == law.holdout_error
 
 
 def test_fingerprint_tracks_the_data():
@@ -106,7 +125,7 @@ def test_load_rejects_bad_files(tmp_path):
     with pytest.raises(LawError, match="no such law file"):
         sl.load(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(LawError, match="not a JSON law file"):
+    with pytest.raises(LawError, match="not a valid law file"):
         sl.load(tmp_path / "bad.json")
     (tmp_path / "v9.json").write_text(json.dumps({"schema_version": 9, "form": "power"}))
     with pytest.raises(LawError, match="schema_version 9"):

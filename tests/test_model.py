@@ -5,19 +5,9 @@ import pytest
 from flax import nnx
 
 from scaling.errors import ScalingError
-from scaling.model import (
-    PRESETS,
-    ModelConfig,
-    Transformer,
-    apply,
-    attention,
-    empty_cache,
-    flops_per_token,
-    get_preset,
-    init_params,
-    param_counts,
-)
+from scaling.model import Transformer, apply, apply_cached, attention, empty_cache, init_params
 from scaling.sample import greedy, left_pad
+from scaling.specs import PRESETS, ModelConfig, flops_per_token, get_preset, param_counts
 
 TINY = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=32)
 
@@ -95,10 +85,10 @@ def test_kv_cache_decoding_matches_the_full_forward_pass():
     params = init_params(TINY, jax.random.key(1))
     tokens = jnp.asarray(np.random.default_rng(1).integers(4, 40, (3, 20)))
     full = apply(TINY, params, tokens)
-    logits, cache = apply(TINY, params, tokens[:, :9], cache=empty_cache(TINY, 3), pos=0)
+    logits, cache = apply_cached(TINY, params, tokens[:, :9], empty_cache(TINY, 3), pos=0)
     steps = [logits]
     for t in range(9, 20):
-        logits, cache = apply(TINY, params, tokens[:, t : t + 1], cache=cache, pos=t)
+        logits, cache = apply_cached(TINY, params, tokens[:, t : t + 1], cache, pos=t)
         steps.append(logits)
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=2e-5)
 

@@ -1,15 +1,26 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from scaling.config import ConfigError, RLConfig
-from scaling.model import ModelConfig, init_params
-from scaling.rl import completion_mask, group_advantages, policy_loss, rl_step, token_logprobs, verify_jnp
+from scaling.config import ConfigError, RLConfig, validate_rl
+from scaling.model import init_params, token_logprobs
+from scaling.optim import TrainState, constant, optimizer
+from scaling.rl import (
+    B2,
+    PromptBatch,
+    RLHyper,
+    RLSpec,
+    completion_mask,
+    group_advantages,
+    policy_loss,
+    rl_step,
+    rollout,
+)
 from scaling.sample import left_pad
-from scaling.tasks import generate, get_task, verify
-from scaling.tasks.tokenizer import EOS, VOCAB_SIZE
+from scaling.specs import ModelConfig
+from scaling.tasks import exact_answer, generate, get_task
+from scaling.tokenizer import EOS, VOCAB_SIZE
 
 
 def test_advantages_against_hand_computed_values():
@@ -51,16 +62,17 @@ def test_k3_kl_is_zero_at_the_reference_and_positive_elsewhere():
     assert float(aux["kl"]) > 0
 
 
-def test_jax_verifier_matches_the_exact_verifier_including_garbage():
+def test_checker_agrees_in_numpy_and_jax_numpy_including_garbage():
     ex = generate(get_task("add"), np.repeat([1, 2, 3], 20), np.random.default_rng(0))
     rng = np.random.default_rng(1)
     perfect = np.stack([np.pad(r[p:], (0, 3)) for r, p in zip(ex.tokens, ex.prompt_len)])
     garbage = rng.integers(-3, VOCAB_SIZE + 5, perfect.shape)
+    in_jit = jax.jit(lambda g, a, n: exact_answer(g, a, n, jnp))
     for gen in (perfect, garbage, np.where(rng.random(perfect.shape) < 0.05, 7, perfect)):
         np.testing.assert_array_equal(
-            np.asarray(verify_jnp(jnp.asarray(gen), ex.answer, ex.answer_len)), verify(gen, ex.answer, ex.answer_len)
+            np.asarray(in_jit(jnp.asarray(gen), ex.answer, ex.answer_len)), exact_answer(gen, ex.answer, ex.answer_len)
         )
-    assert verify(perfect, ex.answer, ex.answer_len).mean() == 1.0
+    assert exact_answer(perfect, ex.answer, ex.answer_len).mean() == 1.0
 
 
 def test_completion_mask_stops_after_eos():
@@ -71,54 +83,31 @@ def test_completion_mask_stops_after_eos():
 def test_one_rl_step_lowers_the_loss_on_its_batch():
     cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=96)
     params = init_params(cfg, jax.random.key(0))
-    task = get_task("add")
-    ex = generate(task, np.full(4, 1), np.random.default_rng(0))
+    ex = generate(get_task("add"), np.full(4, 1), np.random.default_rng(0))
     prompts, valid = left_pad(ex.tokens, ex.prompt_len)
-    opt = optax.adam(1.0).init(params)
-    hp = {
-        "lr": jnp.float32(3e-3),
-        "temperature": jnp.float32(1.0),
-        "kl_coef": jnp.float32(0.0),
-        "reward_flip": jnp.float32(0.5),
-    }  # noisy rewards make every group informative
-    new, _, m = rl_step(
-        cfg,
-        params,
-        opt,
-        params,
-        prompts,
-        valid,
-        ex.answer,
-        ex.answer_len,
-        jax.random.key(1),
-        hp,
-        group_size=4,
-        max_new=12,
-    )
-    assert m["pass_rate_P"].shape == (4,) and 0 <= float(m["kept_groups"]) <= 1
-    assert float(m["kept_groups"]) > 0
+    batch = PromptBatch(prompts, valid, ex.answer, ex.answer_len)
+    hp = RLHyper(constant(3e-3), jnp.float32(1.0), jnp.float32(0.0), jnp.float32(0.5))  # noisy: every group informs
+    spec = RLSpec(group_size=4, max_new=12)
+    state = TrainState(jnp.int32(0), params, optimizer(hp.optim, b2=B2).init(params))
+    new, m = rl_step(cfg, state, params, batch, jax.random.key(1), hp, spec=spec)
+    assert m["pass_rate_P"].shape == (4,) and 0 < float(m["kept_groups"]) <= 1
 
-    # Rebuild exactly the batch and objective the step used, and score it before and after.
-    gen = m["completions"]
-    P, G = 4, 4
-    tokens = jnp.concatenate([jnp.repeat(prompts, G, 0), gen], axis=1)
-    seq_valid = jnp.concatenate([jnp.repeat(valid, G, 0), jnp.ones_like(gen, bool)], axis=1)
-    reward = verify_jnp(gen, jnp.repeat(ex.answer, G, 0), jnp.repeat(ex.answer_len, G))
+    # Rebuild exactly the rollout the step used (rewards checked, then flipped), and score it before and after.
+    r, gen = rollout(cfg, params, batch, jax.random.key(1), hp, spec)
+    np.testing.assert_array_equal(gen, m["completions"])
     _, k_flip = jax.random.split(jax.random.key(1))
-    flip = jax.random.uniform(k_flip, (P * G,)) < 0.5
-    reward = jnp.where(flip, 1.0 - reward, reward)
-    np.testing.assert_allclose(reward.mean(), m["reward"])
-    adv, keep = group_advantages(reward.reshape(P, G))
-    mask = jnp.concatenate([jnp.zeros((P * G, prompts.shape[1] - 1)), completion_mask(gen)], axis=1)
-    mask = mask * jnp.repeat(keep, G)[:, None]
-    old_logp, _ = token_logprobs(cfg, params, tokens, seq_valid)
+    flip = np.asarray(jax.random.uniform(k_flip, (16,)) < 0.5)
+    checked = exact_answer(np.asarray(gen), np.repeat(ex.answer, 4, 0), np.repeat(ex.answer_len, 4))
+    np.testing.assert_array_equal(r.reward_N, np.where(flip, 1.0 - checked, checked))
+    np.testing.assert_allclose(r.reward_N.mean(), m["reward"])
+    old_logp = token_logprobs(cfg, params, r.tokens_NxT, r.valid_NxT)
 
     def loss(p):
-        logp, _ = token_logprobs(cfg, p, tokens, seq_valid)
-        return float(policy_loss(logp, old_logp, old_logp, adv.reshape(-1), mask, None, 0.0)[0])
+        logp = token_logprobs(cfg, p, r.tokens_NxT, r.valid_NxT)
+        return float(policy_loss(logp, old_logp, old_logp, r.adv_N, r.mask_NxT1, None, 0.0)[0])
 
     assert loss(params) == pytest.approx(float(m["loss"]), abs=1e-6)
-    assert loss(new) < loss(params)
+    assert loss(new.params) < loss(params)
 
 
 @pytest.mark.parametrize(
@@ -133,13 +122,13 @@ def test_one_rl_step_lowers_the_loss_on_its_batch():
 )
 def test_bad_rl_configs_are_clear_errors(kw, message):
     with pytest.raises(ConfigError, match=message):
-        RLConfig(**kw).validate("exp.yaml")
+        validate_rl(RLConfig(**kw), "exp.yaml")
 
 
 def test_rl_loop_runs_chunks_and_evaluates_a_data_ladder():
-    from scaling.config import EvalConfig
     from scaling.rl import band_weights
     from scaling.rl_train import rl_train
+    from scaling.settings import EvalConfig
 
     cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=96)
     params = jax.vmap(lambda k: init_params(cfg, k))(jax.vmap(jax.random.key)(jnp.arange(2, dtype=jnp.uint32)))

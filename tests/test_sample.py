@@ -4,13 +4,14 @@ import jax
 import numpy as np
 import pytest
 
-from scaling.config import EvalConfig
 from scaling.errors import ScalingError
 from scaling.evaluate import budget_rows, pass_at_k, sampling_rows, split_generation, summarize
-from scaling.model import ModelConfig, init_params
+from scaling.model import init_params
 from scaling.sample import budgets_width, decode, decode_budgets, left_pad
+from scaling.settings import EvalConfig
+from scaling.specs import ModelConfig
 from scaling.tasks import get_task
-from scaling.tasks.tokenizer import EOS, EOT
+from scaling.tokenizer import EOS, EOT
 
 CFG = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=96)
 PARAMS = init_params(CFG, jax.random.key(0))

@@ -17,7 +17,8 @@ import pytest
 
 from scaling.config import ConfigError
 from scaling.plan import make_plan
-from scaling.sweep import run_sweep, status_text
+from scaling.store import status_text
+from scaling.sweep import run_sweep
 
 SWEEP = """
 task: sum
@@ -106,11 +107,17 @@ def test_cli_reports_config_errors_without_traceback(tmp_path):
     r = scaling_cli("run", write(tmp_path, SWEEP.replace("[0.0, 0.2]", "[]")), "--out", tmp_path / "o", timeout=120)
     assert r.returncode == 2 and "empty axis" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()  # nothing ran
+    # A difficulty the task cannot generate (sum has a field of 8 numbers) is bad input, found before compute.
+    r = scaling_cli("run", write(tmp_path, SWEEP), "--out", tmp_path / "o", "--set", "eval.difficulties=[1, 9]")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "eval.difficulties: expected [lo, hi] with 1 <= lo <= hi <= 8" in r.stderr
+    r = scaling_cli("run", write(tmp_path, "task: sum\nmodels: [d32\n"), "--out", tmp_path / "o")  # YAML: multi-line
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "invalid YAML" in r.stderr, r.stderr
 
 
 def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
     config = write(tmp_path, SWEEP)
-    reference = run_sweep(config, tmp_path / "ref", progress=False)
+    reference = run_sweep(config, tmp_path / "ref", progress=False).results
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "scaling", "run", config, "--out", out],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -152,7 +159,7 @@ def test_two_workers_compute_every_stage_exactly_once(tmp_path):
 
 
 def test_stale_claim_of_a_dead_worker_is_taken_over(tmp_path):
-    from scaling.sweep import try_claim
+    from scaling.claims import try_claim
 
     d = tmp_path / "stage"
     d.mkdir()
@@ -163,15 +170,16 @@ def test_stale_claim_of_a_dead_worker_is_taken_over(tmp_path):
     assert try_claim(d, worker=2, stale_after=60)  # no heartbeat for ages
 
 
-def test_failed_stage_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
+def test_failed_stage_is_recorded_and_the_sweep_goes_on(tmp_path):
     text = SWEEP.replace("rl:", "#rl:").replace(
         "axes:\n  rl.reward_flip: [0.0, 0.2]", "axes:\n  train.lr: [0.003, 1e30]"
     )
     config = write(tmp_path, text)
     out = tmp_path / "out"
-    results = run_sweep(config, out, progress=True)
-    printed = capsys.readouterr().out
-    assert "non-finite training loss" in printed and "left out point" in printed
+    r = scaling_cli("run", config, "--out", out, "--no-analyze")
+    assert r.returncode == 1, r.stderr  # a stage failed: exit 1, and the sweep went on
+    assert "non-finite training loss" in r.stdout and "left out point" in r.stdout
+    results = pd.read_parquet(out / "results.parquet")
     assert set(results["point"]) == {0, 2}  # lr 1e30 diverged for both presets; the others finished
     assert "2 failed" in status_text(out) and "non-finite training loss" in status_text(out)
     failed = [d for d in (out / "stages").iterdir() if (d / "failed.json").exists()]
@@ -226,8 +234,8 @@ def test_submit_with_submitit_local_executor(tmp_path):
 
     text = SWEEP.replace("rl:", "#rl:").replace("axes:\n  rl.reward_flip: [0.0, 0.2]", "")
     config, out = write(tmp_path, text), tmp_path / "out"
-    jobs = submit(str(config), str(out), workers=2, executor="local", wait=True)
-    assert len(jobs) == 2 and all(job.result() > 0 for job in jobs)
+    jobs, failed = submit(str(config), str(out), workers=2, executor="local", wait=True)
+    assert not failed and len(jobs) == 2 and all(job.result() > 0 for job in jobs)
     assert runs_per_stage(out) == {name: 1 for name in make_plan(config).stages}
 
 
@@ -258,7 +266,7 @@ def test_multi_host_job_computes_each_stage_on_all_processes(tmp_path):
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
     assert runs_per_stage(out) == {name: 1 for name in make_plan(config).stages}  # claimed once, by process 0
-    single = run_sweep(config, tmp_path / "single", progress=False)
+    single = run_sweep(config, tmp_path / "single", progress=False).results
     multi = pd.read_parquet(out / "results.parquet")
     assert len(multi) == len(single)
     (train_multi,) = out.glob("stages/train-*/metrics.json")

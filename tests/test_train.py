@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from scaling.config import ConfigError, RunConfig, TrainConfig, load_run_config
-from scaling.model import ModelConfig
+from scaling.settings import total_steps
+from scaling.specs import ModelConfig
 from scaling.tasks import get_task
-from scaling.train import chunk_batches, max_difficulty, total_steps, train
+from scaling.train import chunk_batches, max_difficulty, train
 
 TINY = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=64)
 TC = TrainConfig(steps=20, batch_size=16, chunk_steps=5, difficulties=(1, 2), lr=3e-3, min_steps=1)
@@ -26,16 +27,16 @@ def test_loss_falls_and_seeds_differ():
         TrainConfig(steps=60, batch_size=32, chunk_steps=20, difficulties=(1, 2), lr=1e-2, min_steps=1),
         [0, 1],
     )
-    assert res.loss_SxN.shape == (2, 60)
-    assert np.all(res.loss_SxN[:, -10:].mean(1) < 0.7 * res.loss_SxN[:, :5].mean(1))
-    assert not np.allclose(res.loss_SxN[0], res.loss_SxN[1])
+    assert res.loss_RxN.shape == (2, 60)
+    assert np.all(res.loss_RxN[:, -10:].mean(1) < 0.7 * res.loss_RxN[:, :5].mean(1))
+    assert not np.allclose(res.loss_RxN[0], res.loss_RxN[1])
 
 
 def test_one_program_serves_every_seed_and_learning_rate():
     from scaling.train import hyperparams, init_state, train_chunk
 
     hp = hyperparams(TC, TINY, 20, 2)
-    hp["lr"] = hp["lr"].at[1].set(1e-4)  # a traced value: same compiled program
+    hp = hp._replace(lr=hp.lr.at[1].set(1e-4))  # a traced value: same compiled program
     state = init_state(TINY, [0, 0], hp)
     tokens, mask = chunk_batches(TASK, TC, 0, 0, 20, TASK.seq_len([1, 2]))
     tokens, mask = np.stack([tokens, tokens]), np.stack([mask, mask])
@@ -64,26 +65,26 @@ def test_vmap_and_map_over_seeds_train_alike():
 def test_checkpoint_resume_is_bit_identical(tmp_path):
     straight = train(TINY, TASK, TC, [0, 1])
     partial = train(TINY, TASK, TC, [0, 1], checkpoint_dir=tmp_path, stop_after_chunks=2)  # then "killed"
-    assert partial.loss_SxN.shape == (2, 10)
+    assert partial.loss_RxN.shape == (2, 10)
     resumed = train(TINY, TASK, TC, [0, 1], checkpoint_dir=tmp_path)
     assert resumed.resumed_from == 2
-    np.testing.assert_array_equal(resumed.loss_SxN, straight.loss_SxN)
+    np.testing.assert_array_equal(resumed.loss_RxN, straight.loss_RxN)
     for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert len(list(tmp_path.glob("chunk_*"))) == 1  # only the newest chunk is kept
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["3"]  # only the newest chunk is kept
 
 
 SHARDED = textwrap.dedent("""
     import json, sys
     import jax
-    from scaling.config import TrainConfig
-    from scaling.model import ModelConfig
+    from scaling.settings import TrainConfig
+    from scaling.specs import ModelConfig
     from scaling.tasks import get_task
     from scaling.train import train
     cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=64)
     tc = TrainConfig(steps=10, batch_size=int(sys.argv[1]), chunk_steps=5, difficulties=(1, 2), lr=3e-3, min_steps=1)
     res = train(cfg, get_task("sum"), tc, [0, 1])
-    print(json.dumps({"devices": jax.device_count(), "loss": res.loss_SxN.tolist()}))
+    print(json.dumps({"devices": jax.device_count(), "loss": res.loss_RxN.tolist()}))
 """)
 
 
@@ -105,7 +106,7 @@ def test_data_parallel_mesh_matches_single_device():
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["devices"] == 8
-    np.testing.assert_allclose(np.array(out["loss"]), single.loss_SxN, rtol=2e-5)
+    np.testing.assert_allclose(np.array(out["loss"]), single.loss_RxN, rtol=2e-5)
 
 
 def test_batch_not_divisible_by_devices_is_a_clear_error():
@@ -260,7 +261,7 @@ def test_checkpoint_for_another_task_or_vocabulary_is_refused(tmp_path):
     other_vocab = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=64, vocab_size=60)
     with pytest.raises(ScalingError, match=r"vocab_size=\d+ \(expected 60\)"):
         load_params(tmp_path, other_vocab, TASK, [0])
-    with pytest.raises(ScalingError, match="no checkpoint chunk"):
+    with pytest.raises(ScalingError, match="no checkpoint found"):
         load_params(tmp_path / "nowhere", TINY, TASK, [0])
 
 

@@ -14,10 +14,20 @@ Forms (params keyed by exactly these names):
 """
 
 from scaling.errors import LawError
-from scaling.laws.fitting import Holdout, fit, holdout
 from scaling.laws.forms import FORMS, SINGLE_INPUT_FORMS
 from scaling.laws.law import Law, load
 from scaling.laws.planning import Allocation, ComputeOptimal, allocate, compute_optimal
+
+_FITTING = ("Holdout", "fit", "holdout")  # the fitter compiles with jax: loaded on first use
+
+
+def __getattr__(name: str):
+    if name in _FITTING:
+        from scaling.laws import fitting
+
+        return getattr(fitting, name)
+    raise AttributeError(f"module 'scaling.laws' has no attribute {name!r}")
+
 
 __all__ = [
     "FORMS",

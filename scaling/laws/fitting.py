@@ -8,6 +8,7 @@ bootstrap resample counts. All starts are minimised at once by a batched BFGS in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -131,7 +132,7 @@ def _rho(r, delta, loss):
 
 
 @functools.partial(jax.jit, static_argnames=("form_name", "space", "loss"))
-def _minimize(u0_SxP, w_SxN, xs, y, bounds, delta, maxiter, *, form_name, space, loss):
+def _minimize(u0_IxJ, w_IxN, xs, y, bounds, delta, maxiter, *, form_name, space, loss):
     form = FORMS[form_name]
 
     def objective(u, w, xs, y, bounds, delta):
@@ -139,7 +140,7 @@ def _minimize(u0_SxP, w_SxN, xs, y, bounds, delta, maxiter, *, form_name, space,
         r = jnp.log(y) - jnp.log(y_hat) if space == "log" else y - y_hat
         return jnp.sum(w * _rho(r, delta, loss))
 
-    return minimize_batch(objective, u0_SxP, per_start=(w_SxN,), shared=(xs, y, bounds, delta), maxiter=maxiter)
+    return minimize_batch(objective, u0_IxJ, per_start=(w_IxN,), shared=(xs, y, bounds, delta), maxiter=maxiter)
 
 
 def _grid(form: Form, starts: Any, table: Table, bounds: Bounds) -> np.ndarray:
@@ -157,11 +158,11 @@ def _grid(form: Form, starts: Any, table: Table, bounds: Bounds) -> np.ndarray:
         return np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
     grid = np.asarray(starts, dtype=np.float64)
     if grid.ndim != 2 or grid.shape[1] != len(form.params):
-        raise LawError(f"starts must be a mapping or an array of shape (S, {len(form.params)}), got {grid.shape}")
+        raise LawError(f"starts must be a mapping or an array of shape (I, {len(form.params)}), got {grid.shape}")
     return grid
 
 
-def _run(form, space, loss, u0, w, table, bounds, delta, maxiter, x64=True):
+def _run(form: Form, opts: FitOptions, u0, w, table: Table, bounds: Bounds, maxiter: int, x64: bool = True):
     dt = jnp.float64 if x64 else jnp.float32
     with jax.enable_x64(x64):
         res = _minimize(
@@ -170,29 +171,29 @@ def _run(form, space, loss, u0, w, table, bounds, delta, maxiter, x64=True):
             tuple(jnp.asarray(c, dt) for c in table.xs),
             jnp.asarray(table.y, dt),
             jnp.asarray(bounds.array(), dt),
-            jnp.asarray(delta, dt),
+            jnp.asarray(opts.delta, dt),
             jnp.int32(maxiter),
             form_name=form.name,
-            space=space,
-            loss=loss,
+            space=opts.space,
+            loss=opts.loss,
         )
         return tuple(np.asarray(a) for a in res)
 
 
-def _multistart(form, space, loss, u0, table, bounds, delta, maxiter, refine, screen_iters):
+def _multistart(form: Form, opts: FitOptions, u0, table: Table, bounds: Bounds):
     """Screen every start for ``screen_iters`` iterations, then run the best ``refine`` to convergence.
 
     The screen only ranks starts, so it runs in float32 (XLA's float64 exp/log on CPU are ~10x
     slower); the refinement, and everything reported, is float64.
     """
     ones = np.ones((len(u0), table.n))
-    screened = len(u0) > refine > 0
+    screened = len(u0) > opts.refine > 0
     if screened:
-        _, f, _, _ = _run(form, space, loss, u0, ones, table, bounds, delta, screen_iters, x64=False)
+        _, f, _, _ = _run(form, opts, u0, ones, table, bounds, opts.screen_iters, x64=False)
         order = np.argsort(np.where(np.isfinite(f), f, np.inf), kind="stable")
-        u0 = u0[order[:refine]]
+        u0 = u0[order[: opts.refine]]
         ones = ones[: len(u0)]
-    x, f, iters, converged = _run(form, space, loss, u0, ones, table, bounds, delta, maxiter)
+    x, f, iters, converged = _run(form, opts, u0, ones, table, bounds, opts.maxiter)
     if not np.any(np.isfinite(f)):
         raise LawError(f"no start gave a finite objective for form {form.name!r}; check the data's scale")
     best = int(np.nanargmin(np.where(np.isfinite(f), f, np.nan)))
@@ -244,122 +245,103 @@ def _positive_int(name: str, value: Any, minimum: int = 0) -> int:
     return int(value)
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """How a form is fitted (``fit``'s keyword options; saved with the law)."""
+
+    loss: str = "huber"
+    delta: float = 1e-3
+    space: str | None = None  # None: the form's own
+    starts: Any = None
+    ceiling: float | None = None
+    maxiter: int = 2000
+    refine: int = 32
+    screen_iters: int = 50
+
+    def resolved(self, spec: Form) -> FitOptions:
+        """These options checked, with the form's residual space filled in (a LawError names a bad one)."""
+        space = self.space or spec.space
+        if space not in SPACES:
+            raise LawError(f"space must be one of {SPACES}, got {space!r}")
+        if self.loss not in LOSSES:
+            raise LawError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not (isinstance(self.delta, (int, float)) and self.delta > 0 and math.isfinite(self.delta)):
+            raise LawError(f"delta must be a positive number, got {self.delta!r}")
+        _positive_int("maxiter", self.maxiter, 1)
+        return dataclasses.replace(self, space=space)
+
+    def saved(self) -> dict[str, Any]:
+        """What the law file records (the start grid is the form's or the caller's, not saved)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "starts"}
+
+
+def _options(kwargs: dict) -> FitOptions:
+    unknown = set(kwargs) - {f.name for f in dataclasses.fields(FitOptions)}
+    if unknown:
+        raise LawError(
+            f"unknown fit option(s) {sorted(unknown)}; known: {[f.name for f in dataclasses.fields(FitOptions)]}"
+        )
+    return FitOptions(**kwargs)
+
+
 def fit(
     data: Any,
     x: str | Sequence[str],
     y: str,
     form: str = "auto",
     *,
-    loss: str = "huber",
-    delta: float = 1e-3,
-    space: str | None = None,
-    starts: Any = None,
     bootstrap: int = 0,
     seed: int = 0,
     level: float = 0.95,
     holdout: int = 0,
-    ceiling: float | None = None,
-    maxiter: int = 2000,
-    refine: int = 32,
-    screen_iters: int = 50,
+    **options,
 ) -> Law:
     """Fit ``form`` (a name in ``FORMS`` or ``"auto"``) to columns ``x`` -> ``y`` of ``data``.
 
-    loss/delta: Huber(delta) or squared residuals, summed over points; space: residuals in
-    "log" or "linear" y (default per form: log, linear for sigmoid_log and log_linear).
-    starts: None (the form's grid), a mapping param -> values (their product), or an (S, P)
-    array of natural parameters. Every start is screened for ``screen_iters`` iterations and
-    the best ``refine`` run to convergence (``refine=0`` runs all to convergence).
+    Options (``FitOptions``): loss/delta: Huber(delta) or squared residuals, summed over points;
+    space: residuals in "log" or "linear" y (default per form: log, linear for sigmoid_log and
+    log_linear); starts: None (the form's grid), a mapping param -> values (their product), or an
+    (I, J) array of natural parameters; every start is screened for ``screen_iters`` iterations and
+    the best ``refine`` run to convergence (``refine=0`` runs all to convergence); ceiling: upper
+    limit of a sigmoid's asymptote (default 1 for y in [0, 1], else none).
     bootstrap=B > 0 refits B resamples (seeded by ``seed``) for ``law.ci`` at ``level`` and
     ``law.interval``. holdout=k > 0 also records the extrapolation check on the k largest points.
-    ceiling: upper limit of a sigmoid's asymptote (default 1 for y in [0, 1], else none).
     """
     table = as_table(data, x, y)
-    if form == "auto":
-        return _fit_auto(
-            data,
-            x,
-            y,
-            holdout=holdout,
-            loss=loss,
-            delta=delta,
-            bootstrap=bootstrap,
-            seed=seed,
-            level=level,
-            ceiling=ceiling,
-            maxiter=maxiter,
-            refine=refine,
-            screen_iters=screen_iters,
-        )
-    if form not in FORMS:
-        raise LawError(f"unknown form {form!r}; choose one of {sorted(FORMS)} or 'auto'")
-    spec = FORMS[form]
-    space = space or spec.space
-    if space not in SPACES:
-        raise LawError(f"space must be one of {SPACES}, got {space!r}")
-    if loss not in LOSSES:
-        raise LawError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if not (isinstance(delta, (int, float)) and delta > 0 and math.isfinite(delta)):
-        raise LawError(f"delta must be a positive number, got {delta!r}")
+    opts = _options(options)
     if not 0 < level < 1:
         raise LawError(f"level must be in (0, 1), got {level!r}")
     bootstrap = _positive_int("bootstrap", bootstrap)
     holdout = _positive_int("holdout", holdout)
-    maxiter = _positive_int("maxiter", maxiter, 1)
-    _check(table, spec, space)
+    if form == "auto":
+        return _fit_auto(table, opts, holdout=holdout, bootstrap=bootstrap, seed=seed, level=level)
+    if form not in FORMS:
+        raise LawError(f"unknown form {form!r}; choose one of {sorted(FORMS)} or 'auto'")
+    spec = FORMS[form]
+    opts = opts.resolved(spec)
+    _check(table, spec, opts.space)
     t0 = time.perf_counter()
-
-    # Asymptote bounds come from the mean y of each distinct x: with seeds, the law is the expected
-    # curve, and one lucky seed must not force the asymptote above every mean.
-    bounds = Bounds.from_y(np.bincount(table.group, weights=table.y) / np.bincount(table.group), ceiling)
-    grid = _grid(spec, starts, table, bounds)
-    u0 = spec.internal(grid, bounds)
-    u0 = u0[np.all(np.isfinite(u0), axis=1)]
-    if len(u0) == 0:
-        raise LawError(f"no valid start for form {form!r}")
-    u_best, info = _multistart(spec, space, loss, u0, table, bounds, delta, maxiter, refine, screen_iters)
+    bounds, u_best, info = _best_fit(spec, table, opts)
     with np.errstate(over="ignore"):
         theta = _natural(spec, u_best, bounds)
     if not np.all(np.isfinite(theta)):
         bad = [f"{n}={v:g}" for n, v in zip(spec.params, theta) if not np.isfinite(v)]
         raise LawError(f"fit of {form!r} diverged ({', '.join(bad)}): the form does not describe this data")
-    params = {name: float(v) for name, v in zip(spec.params, theta)}
-
-    options = {
-        "loss": loss,
-        "delta": delta,
-        "space": space,
-        "maxiter": maxiter,
-        "refine": refine,
-        "screen_iters": screen_iters,
-        "bootstrap": bootstrap,
-        "seed": seed,
-        "ceiling": ceiling,
-    }
+    saved = opts.saved() | {"bootstrap": bootstrap, "seed": seed}
     ci, samples = {}, None
     if bootstrap:
-        w, how = bootstrap_weights(table, bootstrap, np.random.default_rng(seed))
-        u_b, f_b, _, conv_b = _run(spec, space, loss, np.tile(u_best, (bootstrap, 1)), w, table, bounds, delta, maxiter)
-        with np.errstate(over="ignore"):
-            samples = _natural(spec, u_b, bounds)
-        ok = np.isfinite(f_b) & np.all(np.isfinite(samples), axis=1)
-        if not ok.any():
-            raise LawError(f"every bootstrap refit of {form!r} failed: the form does not describe this data")
-        samples = samples[ok]
+        samples, how = _bootstrap(spec, table, bounds, u_best, opts, bootstrap, seed, info)
         lo, hi = np.percentile(samples, [50 * (1 - level), 50 * (1 + level)], axis=0)
         ci = {name: (float(a), float(b)) for name, a, b in zip(spec.params, lo, hi)}
-        options["bootstrap_resampling"] = how
-        info["bootstrap_failed"] = int((~ok).sum())
-        info["bootstrap_unconverged"] = int((ok & ~conv_b).sum())
+        saved["bootstrap_resampling"] = how
     info["seconds"] = time.perf_counter() - t0
-
     law = Law(
         form=form,
         x=table.x_names,
         y=y,
-        params=params,
+        params={name: float(v) for name, v in zip(spec.params, theta)},
         bounds=bounds,
-        options=options,
+        options=saved,
         r2=_r2(spec, theta, table),
         r2_means=_r2(spec, theta, table, means=True),
         n_points=table.n,
@@ -370,20 +352,36 @@ def fit(
         fit_info=info,
     )
     if holdout:
-        law.holdout = _holdout(
-            table,
-            spec.name,
-            holdout,
-            space=space,
-            loss=loss,
-            delta=delta,
-            starts=starts,
-            ceiling=ceiling,
-            maxiter=maxiter,
-            refine=refine,
-            screen_iters=screen_iters,
-        ).summary()
+        law.holdout = _holdout(table, spec.name, holdout, opts).summary()
     return law
+
+
+def _best_fit(spec: Form, table: Table, opts: FitOptions) -> tuple[Bounds, np.ndarray, dict]:
+    """Bounds from the data, and the best internal parameters over every start (with the fit's record)."""
+    # Asymptote bounds come from the mean y of each distinct x: with seeds, the law is the expected
+    # curve, and one lucky seed must not force the asymptote above every mean.
+    bounds = Bounds.from_y(np.bincount(table.group, weights=table.y) / np.bincount(table.group), opts.ceiling)
+    u0 = spec.internal(_grid(spec, opts.starts, table, bounds), bounds)
+    u0 = u0[np.all(np.isfinite(u0), axis=1)]
+    if len(u0) == 0:
+        raise LawError(f"no valid start for form {spec.name!r}")
+    u_best, info = _multistart(spec, opts, u0, table, bounds)
+    return bounds, u_best, info
+
+
+def _bootstrap(spec, table, bounds, u_best, opts: FitOptions, n: int, seed: int, info: dict):
+    """Parameter draws (natural, finite) of ``n`` refits of resampled rows from the best fit, and how the
+    rows were resampled; counts of failed and unconverged refits go to ``info``."""
+    w, how = bootstrap_weights(table, n, np.random.default_rng(seed))
+    u_b, f_b, _, conv_b = _run(spec, opts, np.tile(u_best, (n, 1)), w, table, bounds, opts.maxiter)
+    with np.errstate(over="ignore"):
+        samples = _natural(spec, u_b, bounds)
+    ok = np.isfinite(f_b) & np.all(np.isfinite(samples), axis=1)
+    if not ok.any():
+        raise LawError(f"every bootstrap refit of {spec.name!r} failed: the form does not describe this data")
+    info["bootstrap_failed"] = int((~ok).sum())
+    info["bootstrap_unconverged"] = int((ok & ~conv_b).sum())
+    return samples[ok], how
 
 
 @dataclass
@@ -427,12 +425,10 @@ class Holdout:
         }
 
 
-def _holdout(table: Table, form: str, n_holdout: int, **options) -> Holdout:
+def _holdout(table: Table, form: str, n_holdout: int, opts: FitOptions) -> Holdout:
     # Order distinct points by size (x, or the product of inputs, ~ compute for chinchilla).
     size = np.zeros(table.n_distinct)
     size[table.group] = table.size
-    if n_holdout < 1:
-        raise LawError(f"n_holdout must be >= 1, got {n_holdout}")
     n_keep = table.n_distinct - n_holdout
     if n_keep < len(FORMS[form].params):
         raise LawError(
@@ -440,12 +436,9 @@ def _holdout(table: Table, form: str, n_holdout: int, **options) -> Holdout:
             f"fewer than the {len(FORMS[form].params)} parameters of {form!r}"
         )
     held = np.argsort(size, kind="stable")[n_keep:]
-    is_held = np.isin(table.group, held)
-    fit_rows = np.flatnonzero(~is_held)
-    sub = table.subset(fit_rows)
-    law = fit(
-        {n: c for n, c in zip([*sub.x_names, sub.y_name], [*sub.xs, sub.y])}, sub.x_names, sub.y_name, form, **options
-    )
+    sub = table.subset(np.flatnonzero(~np.isin(table.group, held)))
+    data = dict(zip([*sub.x_names, sub.y_name], [*sub.xs, sub.y]))
+    law = fit(data, sub.x_names, sub.y_name, form, **dataclasses.asdict(opts))
     xs_held, y_held = [], []
     for g in held:
         rows = table.group == g
@@ -461,26 +454,26 @@ def holdout(data: Any, x: str | Sequence[str], y: str, form: str, n_holdout: int
     if form not in FORMS:
         raise LawError(f"unknown form {form!r}; choose one of {sorted(FORMS)}")
     n_holdout = _positive_int("n_holdout", n_holdout, 1)
-    return _holdout(as_table(data, x, y), form, n_holdout, **options)
+    return _holdout(as_table(data, x, y), form, n_holdout, _options(options))
 
 
-def _fit_auto(data, x, y, *, holdout: int, **options) -> Law:
+def _fit_auto(table: Table, opts: FitOptions, *, holdout: int, **fit_kw) -> Law:
     """Choose among the single-input forms by held-out extrapolation error."""
-    table = as_table(data, x, y)
     if len(table.xs) != 1:
         raise LawError(f"form 'auto' chooses among single-input forms; got x = {table.x_names}")
     k = holdout or max(1, round(0.2 * table.n_distinct))
+    opts = dataclasses.replace(opts, space=None)  # every form in its own residual space
     errors: dict[str, float] = {}
     reasons: dict[str, str] = {}
-    fit_options = {key: v for key, v in options.items() if key not in ("bootstrap", "seed", "level")}
     for name in SINGLE_INPUT_FORMS:
         try:
-            errors[name] = _holdout(table, name, k, **fit_options).mean_abs_error
+            errors[name] = _holdout(table, name, k, opts).mean_abs_error
         except LawError as e:
             reasons[name] = str(e)
     if not errors:
         raise LawError("no form could be fitted: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
     best = min(errors, key=errors.get)
-    law = fit(data, x, y, best, holdout=k, **options)
+    data = dict(zip([*table.x_names, table.y_name], [*table.xs, table.y]))
+    law = fit(data, table.x_names, table.y_name, best, holdout=k, **fit_kw, **dataclasses.asdict(opts))
     law.options["auto"] = {"holdout": k, "errors": errors, "skipped": reasons}
     return law

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from scaling.errors import LawError
+from scaling.errors import LawError, ScalingError
+from scaling.io import from_strict, read_json, restore_floats, write_json
 from scaling.laws.forms import FORMS, Bounds, Form
 
 SCHEMA_VERSION = 1
+HOLDOUT_NUMBERS = {"mean_abs_error", "max_abs_error", "mean_rel_error", "y", "y_pred"}
 
 
 def as_inputs(x: Any, names: list[str], n_inputs: int) -> tuple[list[np.ndarray], bool]:
@@ -43,22 +43,6 @@ def as_inputs(x: Any, names: list[str], n_inputs: int) -> tuple[list[np.ndarray]
     scalar = all(c.ndim == 0 for c in cols)
     cols = np.broadcast_arrays(*[np.atleast_1d(c) for c in cols])
     return list(cols), scalar
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -95,7 +79,7 @@ class Law:
     @property
     def holdout_error(self) -> float:
         """Mean absolute error on the held-out (largest) points, in y units; nan if not run."""
-        return math.nan if not self.holdout else float(self.holdout["mean_abs_error"])
+        return math.nan if not self.holdout else from_strict(self.holdout["mean_abs_error"])
 
     def _theta(self) -> tuple[float, ...]:
         return tuple(self.params[name] for name in self.spec.params)
@@ -208,10 +192,10 @@ class Law:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the law as JSON (full float precision; atomic) and return the path."""
-        # json writes floats with repr(), which round-trips float64 exactly; inf/nan as Infinity/NaN.
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
-        return Path(path)
+        """Write the law as strict JSON (full float precision; atomic) and return the path."""
+        # json writes floats with repr(), which round-trips float64 exactly; nan is written as null and
+        # an infinite bound as "inf" / "-inf" (``scaling.io.to_strict``), restored by ``load``.
+        return write_json(path, self.to_dict())
 
 
 def _check_level(level: float) -> None:
@@ -223,11 +207,9 @@ def load(path: str | os.PathLike) -> Law:
     """Read a law saved by ``Law.save``; its predictions equal the saved law's exactly."""
     path = Path(path)
     try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LawError(f"{path}: no such law file") from None
-    except json.JSONDecodeError as e:
-        raise LawError(f"{path}: not a JSON law file ({e})") from None
+        d = read_json(path, "law file")
+    except ScalingError as e:
+        raise LawError(str(e)) from None
     if not isinstance(d, dict) or "schema_version" not in d:
         raise LawError(f"{path}: not a law file (no schema_version)")
     if d["schema_version"] != SCHEMA_VERSION:
@@ -240,20 +222,21 @@ def load(path: str | os.PathLike) -> Law:
     if missing:
         raise LawError(f"{path}: params lack {missing} for form {form.name!r}")
     samples = d.get("bootstrap_samples")
+    holdout = d.get("holdout")
     return Law(
         form=d["form"],
         x=list(d["x"]),
         y=d["y"],
         params={k: float(d["params"][k]) for k in form.params},
-        bounds=Bounds(**d["bounds"]),
+        bounds=Bounds(**{k: from_strict(v) for k, v in d["bounds"].items()}),
         options=d.get("options", {}),
-        r2=float(d.get("r2", math.nan)),
-        r2_means=float(d.get("r2_means", math.nan)),
+        r2=from_strict(d.get("r2")),
+        r2_means=from_strict(d.get("r2_means")),
         n_points=int(d.get("n_points", 0)),
         fingerprint=d.get("data_fingerprint", ""),
         ci={k: (float(v[0]), float(v[1])) for k, v in d.get("ci", {}).items()},
         level=float(d.get("level", 0.95)),
         samples=None if samples is None else np.asarray(samples, dtype=np.float64).reshape(-1, len(form.params)),
-        holdout=d.get("holdout"),
+        holdout=None if holdout is None else restore_floats(holdout, HOLDOUT_NUMBERS),
         fit_info=d.get("fit_info", {}),
     )

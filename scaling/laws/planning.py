@@ -201,8 +201,8 @@ def cheapest_mix(
     mix = dict(train_flops=float(C[i]), tokens=float(frontier.predict(C[i])), params=float(N[i]))
     if frontier.samples is None or len(frontier.samples) == 0:
         return Mix(**mix, total_flops=float(cost[i]))
-    tokens_SxC, _ = frontier._sample_predictions(C)
-    costs = total(tokens_SxC)
+    tokens_per_draw, _ = frontier._sample_predictions(C)  # (bootstrap draws, budgets C)
+    costs = total(tokens_per_draw)
     best = costs.argmin(axis=1)
     q = [50 * (1 - level), 50 * (1 + level)]
     c_lo, c_hi = np.percentile(C[best], q)

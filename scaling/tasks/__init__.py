@@ -2,9 +2,9 @@
 
 from scaling.errors import ScalingError
 from scaling.tasks.arithmetic import Addition, RunningSum
-from scaling.tasks.base import Examples, Task, generate, verify
+from scaling.tasks.base import Examples, Task, generate
+from scaling.tasks.checker import answer_span, exact_answer, first_eot
 from scaling.tasks.symbolic import Cipher, VariableChain
-from scaling.tasks.tokenizer import VOCAB_SIZE, decode, encode
 
 TASKS: dict[str, Task] = {t.name: t for t in (RunningSum(), Addition(), VariableChain(), Cipher(1), Cipher(3))}
 
@@ -16,4 +16,4 @@ def get_task(name: str) -> Task:
         raise ScalingError(f"unknown task {name!r}; choose one of {sorted(TASKS)}") from None
 
 
-__all__ = ["TASKS", "VOCAB_SIZE", "Examples", "Task", "decode", "encode", "generate", "get_task", "verify"]
+__all__ = ["TASKS", "Examples", "Task", "answer_span", "exact_answer", "first_eot", "generate", "get_task"]

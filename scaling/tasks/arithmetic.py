@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from scaling.errors import TaskError
 from scaling.tasks.base import Blocks, Task, const, digits
-from scaling.tasks.tokenizer import encode
+from scaling.tokenizer import encode
 
 MODULUS = 97
 SPACE, C, PLUS = encode(" ")[0], encode("c")[0], encode("+")[0]
@@ -33,7 +34,7 @@ def _field(items: list[np.ndarray], width: int) -> np.ndarray:
     """Items (each (n, w)) in ``width`` slots separated by spaces, unused slots blank."""
     n, w = items[0].shape
     if len(items) > width:
-        raise ValueError(f"difficulty {len(items)} exceeds the task's field width {width}")
+        raise TaskError(f"difficulty {len(items)} exceeds the task's field width {width}")
     blank = np.full((n, w), SPACE)
     return _interleave(items + [blank] * (width - len(items)), SPACE)
 
@@ -47,7 +48,7 @@ class RunningSum(Task):
     name = "sum"
 
     def __init__(self, width: int = 8):
-        self.width = width
+        self.width = self.max_difficulty = width
 
     def blocks(self, d, n, rng):
         nums = rng.integers(0, MODULUS, (n, d))
@@ -69,7 +70,7 @@ class Addition(Task):
     name = "add"
 
     def __init__(self, width: int = 8):
-        self.width = width
+        self.width = self.max_difficulty = width
 
     def blocks(self, d, n, rng):
         a = rng.integers(0, 10, (n, d))  # column i is the digit of 10^i

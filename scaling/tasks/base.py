@@ -1,4 +1,4 @@
-"""Task interface, batch assembly, held-out splits, truncated traces and the exact verifier.
+"""Task interface, batch assembly, held-out splits and truncated traces.
 
 A task produces, for a difficulty ``d``, three fixed-width token blocks per example: the prompt
 (ending in '?'), the chain-of-thought trace and the answer. ``generate`` assembles
@@ -6,7 +6,8 @@ A task produces, for a difficulty ``d``, three fixed-width token blocks per exam
     <bos> prompt trace <eot> answer <eos> <pad>...
 
 and, for a fraction ``cut_frac`` of rows, cuts the trace at a random point before <eot>, so
-that a model trained on it can answer after any thinking budget.
+that a model trained on it can answer after any thinking budget. A task judges a generation with
+``Task.check`` (over numpy or jax.numpy; by default the exact answer of ``scaling.tasks.checker``).
 """
 
 from __future__ import annotations
@@ -15,31 +16,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scaling.tasks.tokenizer import BOS, EOS, EOT, PAD, encode
+from scaling.errors import TaskError
+from scaling.tasks.checker import exact_answer
+from scaling.tokenizer import BOS, DIGITS, EOS, EOT, PAD, encode
 
 HELD_OUT_MODULUS = 8  # a prompt whose hash is 0 mod 8 belongs to the held-out evaluation split
 
 
 @dataclass(frozen=True)
 class Blocks:
-    prompt: np.ndarray  # (n, P) int32
-    trace: np.ndarray  # (n, R)
-    answer: np.ndarray  # (n, A)
+    prompt: np.ndarray  # (N, L) int32
+    trace: np.ndarray  # (N, W)
+    answer: np.ndarray  # (N, A)
 
 
 @dataclass(frozen=True)
 class Examples:
     """Padded token sequences and what is needed to train on them and to verify answers."""
 
-    tokens: np.ndarray  # (n, T) int32
-    prompt_len: np.ndarray  # (n,) position where generation starts (after '?')
-    answer: np.ndarray  # (n, A_max) answer tokens, PAD-padded
-    answer_len: np.ndarray  # (n,)
-    difficulty: np.ndarray  # (n,)
+    tokens: np.ndarray  # (N, T) int32
+    prompt_len: np.ndarray  # (N,) position where generation starts (after '?')
+    answer: np.ndarray  # (N, A) answer tokens, PAD-padded to the longest
+    answer_len: np.ndarray  # (N,)
+    difficulty: np.ndarray  # (N,)
 
     @property
     def loss_mask(self) -> np.ndarray:
-        """(n, T-1) float32: 1 where the next token is part of trace, <eot>, answer or <eos>."""
+        """(N, T-1) float32: 1 where the next token is part of trace, <eot>, answer or <eos>."""
         t = np.arange(1, self.tokens.shape[1])[None, :]
         return ((t >= self.prompt_len[:, None]) & (self.tokens[:, 1:] != PAD)).astype(np.float32)
 
@@ -52,12 +55,17 @@ class Task:
 
     name: str
     min_difficulty: int = 1
+    max_difficulty: int | None = None  # None: no upper limit
 
     def blocks(self, d: int, n: int, rng: np.random.Generator) -> Blocks:
         raise NotImplementedError
 
+    def check(self, gen_NxG, answer_NxA, answer_len_N, xp=np):
+        """0/1 reward per row of generations (numpy or, with ``xp=jax.numpy``, inside jit): exact answer."""
+        return exact_answer(gen_NxG, answer_NxA, answer_len_N, xp)
+
     def widths(self, d: int) -> tuple[int, int, int]:
-        """(P, R, A): prompt, trace and answer widths at difficulty d (fixed for a given d)."""
+        """(L, W, A): prompt, trace and answer widths at difficulty d (fixed for a given d)."""
         b = self.blocks(d, 1, np.random.default_rng(0))
         return b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
 
@@ -65,11 +73,13 @@ class Task:
         """Tokens needed for the longest example over ``difficulties`` (bos, eot, eos included)."""
         return max(sum(self.widths(int(d))) + 3 for d in difficulties)
 
+    def max_new_tokens(self, difficulties) -> int:
+        """Room to generate the full trace, <eot>, the answer and <eos> at the hardest of ``difficulties``."""
+        return max(sum(self.widths(int(d))[1:]) + 2 for d in difficulties)
+
 
 def digits(values: np.ndarray, width: int) -> np.ndarray:
     """(..., width) digit ids of non-negative ints, most significant first, zero-padded."""
-    from scaling.tasks.tokenizer import DIGITS
-
     powers = 10 ** np.arange(width - 1, -1, -1)
     return DIGITS[(values[..., None] // powers) % 10]
 
@@ -106,7 +116,7 @@ def _blocks_for_split(task: Task, d: int, n: int, split: str, rng: np.random.Gen
         if have >= n:
             break
     else:
-        raise ValueError(f"task {task.name!r} at difficulty {d} has too few distinct prompts for a {split} split")
+        raise TaskError(f"task {task.name!r} at difficulty {d} has too few distinct prompts for a {split} split")
     cat = [np.concatenate([getattr(p, f) for p in parts])[:n] for f in ("prompt", "trace", "answer")]
     return Blocks(*cat)
 
@@ -136,9 +146,9 @@ def generate(
     for d in np.unique(difficulty):
         rows = np.flatnonzero(difficulty == d)
         b = _blocks_for_split(task, int(d), len(rows), split, rng)
-        P, R, A = b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
-        if P + R + A + 3 > T:
-            raise ValueError(f"task {task.name!r} at difficulty {d} needs {P + R + A + 3} tokens, seq_len is {T}")
+        L, W, A = b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
+        if L + W + A + 3 > T:
+            raise TaskError(f"task {task.name!r} at difficulty {d} needs {L + W + A + 3} tokens, seq_len is {T}")
         m = len(rows)
         trace, said = b.trace, b.answer
         if corrupt_frac > 0 and m > 1:
@@ -148,15 +158,15 @@ def generate(
         full = np.concatenate(
             [np.full((m, 1), BOS), b.prompt, trace, np.full((m, 1), EOT), said, np.full((m, 1), EOS)], axis=1
         )
-        # Cut the trace of some rows after k of its R tokens (k < R): skip the rest of it.
-        k = np.full(m, R)
-        if cut_frac > 0 and R > 0:
+        # Cut the trace of some rows after k of its W tokens (k < W): skip the rest of it.
+        k = np.full(m, W)
+        if cut_frac > 0 and W > 0:
             cut = rng.random(m) < cut_frac
-            k = np.where(cut, rng.integers(0, R, m), R)
-        start = 1 + P  # first trace position
-        length = full.shape[1] - (R - k)
+            k = np.where(cut, rng.integers(0, W, m), W)
+        start = 1 + L  # first trace position
+        length = full.shape[1] - (W - k)
         pos = np.arange(full.shape[1])[None, :]
-        src = np.where(pos < start + k[:, None], pos, pos + (R - k)[:, None])
+        src = np.where(pos < start + k[:, None], pos, pos + (W - k)[:, None])
         row = np.take_along_axis(full, np.minimum(src, full.shape[1] - 1), axis=1)
         row = np.where(pos < length[:, None], row, PAD)
         tokens[rows, : full.shape[1]] = row
@@ -164,25 +174,3 @@ def generate(
         prompt_len[rows] = start
         answer_len[rows] = A
     return Examples(tokens, prompt_len, answer, answer_len, difficulty)
-
-
-def verify(generated: np.ndarray, answer: np.ndarray, answer_len: np.ndarray) -> np.ndarray:
-    """Exact 0/1 reward per row: the tokens after the first <eot> must be the answer then <eos>.
-
-    ``generated`` holds what the model wrote after the prompt (any ids, any length); rows without
-    an <eot>, or with anything else after it, score 0. Never raises on garbage.
-    """
-    generated = np.asarray(generated)
-    n, G = generated.shape
-    A = answer.shape[1]
-    is_eot = generated == EOT
-    has_eot = is_eot.any(axis=1)
-    first = np.where(has_eot, is_eot.argmax(axis=1), G)
-    want = np.concatenate([answer, np.full((n, 1), PAD, dtype=answer.dtype)], axis=1)
-    want[np.arange(n), answer_len] = EOS
-    idx = first[:, None] + 1 + np.arange(A + 1)[None, :]
-    got = np.take_along_axis(generated, np.minimum(idx, G - 1), axis=1)
-    got = np.where(idx < G, got, -1)  # running off the end never matches
-    used = np.arange(A + 1)[None, :] <= answer_len[:, None]
-    ok = np.all((got == want) | ~used, axis=1)
-    return (has_eot & ok).astype(np.float32)

@@ -6,7 +6,7 @@ import numpy as np
 
 from scaling.tasks.arithmetic import MODULUS, _interleave
 from scaling.tasks.base import Blocks, Task, const, digits
-from scaling.tasks.tokenizer import DIGITS, LETTERS, encode
+from scaling.tokenizer import DIGITS, LETTERS, encode
 
 EQ, PLUS, SEMI, GT = (int(encode(c)[0]) for c in "=+;>")
 
@@ -28,6 +28,7 @@ class VariableChain(Task):
 
     def __init__(self, distractors: int = 2):
         self.distractors = distractors
+        self.max_difficulty = 26 - distractors  # every variable is a distinct letter
 
     def blocks(self, d, n, rng):
         m = d + self.distractors

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from scaling.errors import TaskError
+
 PAD, BOS, EOT, EOS = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<bos>", "<eot>", "<eos>")
 CHARS = "0123456789abcdefghijklmnopqrstuvwxyz+-*=;:,.?>| "
@@ -25,7 +27,7 @@ def encode(text: str) -> np.ndarray:
     ids = _ENCODE[codes]
     if np.any(ids < 0):
         bad = sorted({text[i] for i in np.flatnonzero(ids < 0)})
-        raise ValueError(f"characters {bad} are not in the vocabulary {CHARS!r}")
+        raise TaskError(f"characters {bad} are not in the vocabulary {CHARS!r}")
     return ids
 
 

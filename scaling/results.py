@@ -1,0 +1,41 @@
+"""The sweep's results table as the analysis reads it: loading it, and accuracy inside and above the
+training range per group of rows (mean and spread over seeds). Columns are documented in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from scaling.errors import ScalingError
+
+REQUIRED = {"source", "strategy", "model", "params", "seed", "difficulty", "value", "in_train_range"}
+
+
+def load_results(run_dir: Path) -> pd.DataFrame:
+    """``run_dir``'s results table (Parquet, else CSV), checked to be a sweep results table."""
+    run_dir = Path(run_dir)
+    for name in ("results.parquet", "results.csv"):
+        if (run_dir / name).is_file():
+            df = pd.read_parquet(run_dir / name) if name.endswith("parquet") else pd.read_csv(run_dir / name)
+            if missing := REQUIRED - set(df.columns):
+                raise ScalingError(f"{run_dir / name}: not a sweep results table (missing columns {sorted(missing)})")
+            return df
+    raise ScalingError(f"{run_dir}: no results.parquet or results.csv (run `scaling run CONFIG --out {run_dir}`)")
+
+
+def range_table(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean and spread over seeds of accuracy inside and above the training range, per ``by``."""
+    per_seed = rows.groupby([*by, "in_train_range", "seed"], sort=False, dropna=False)["value"].mean()
+    table = per_seed.groupby([*by, "in_train_range"], sort=False, dropna=False).agg(["mean", "std"])
+    table = table.unstack("in_train_range")
+    table.columns = [f"{'in_range' if inside else 'above_range'}_{stat}" for stat, inside in table.columns]
+    order = [c for c in ("in_range_mean", "in_range_std", "above_range_mean", "above_range_std") if c in table]
+    return table[order].reset_index()
+
+
+def summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Final greedy accuracy per point (mean and spread over seeds), inside and above the training range."""
+    greedy = results[(results["source"] == "eval") & (results["strategy"] == "greedy")]
+    axes = [c for c in results.columns if c.startswith("axis:") and c != "axis:models"]
+    return range_table(greedy, ["point", "model", "params", *axes])

@@ -1,0 +1,90 @@
+"""Model specs without jax: the config of the transformer family, the size ladder, and exact parameter and
+FLOP counts, so that planning and validation never load the numerics.
+
+Size ladder (``PRESETS``): width D from 32 to 1024; depth and width grow together,
+L = max(1, round(D / 32)) (aspect ratio D / L = 32), H = D / 16 (head dim 16), F = 4 D.
+Non-embedding parameters 12 L D^2 + 2 L D + D span 1.2e4 (d32) to 4e8 (d1024); presets
+above ~0.5M (d128 and up) are for accelerators.
+
+FLOP convention (per token, multiply-add = 2 FLOPs): forward = 2 * (non-embedding matmul
+params + head params) + 4 * L * T * D for attention scores and values over the full context T
+as computed (the causal half is not discounted); the embedding is a lookup (0 FLOPs);
+training = 3 x forward.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scaling.errors import ScalingError
+from scaling.tokenizer import VOCAB_SIZE
+
+# Revision of what a parameter tree computes (1: GELU MLP; 2: squared-ReLU MLP). Stage hashes carry
+# it, so that a rerun never evaluates checkpoints of an older architecture with the new code.
+ARCHITECTURE = 2
+# Revision of the checkpoint layout on disk (1: a dict state's leaves by index, one chunk_<n> directory each;
+# 2: orbax CheckpointManager steps of named items). Stage hashes carry it too: a run directory of an older
+# layout is retrained, never misread.
+CHECKPOINT_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 256
+    vocab_size: int = VOCAB_SIZE
+    max_len: int = 128
+    rope_base: float = 10_000.0
+
+    def __post_init__(self):
+        for name in ("d_model", "n_layers", "n_heads", "d_ff", "vocab_size", "max_len"):
+            if getattr(self, name) <= 0:
+                raise ScalingError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ScalingError(f"model.d_model {self.d_model} must split into {self.n_heads} heads of even size")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+def preset(width: int, max_len: int = 128) -> ModelConfig:
+    """The ladder rule: depth = max(1, round(width / 32)), head dim 16, d_ff = 4 width."""
+    return ModelConfig(
+        d_model=width, n_layers=max(1, round(width / 32)), n_heads=width // 16, d_ff=4 * width, max_len=max_len
+    )
+
+
+PRESET_WIDTHS = (32, 48, 64, 80, 96, 128, 192, 256, 384, 512, 768, 1024)
+PRESETS = {f"d{w}": preset(w) for w in PRESET_WIDTHS}
+CPU_PRESETS = ("d32", "d48", "d64", "d80", "d96")
+
+
+def get_preset(name: str, max_len: int = 128) -> ModelConfig:
+    if name not in PRESETS:
+        raise ScalingError(f"unknown model preset {name!r}; choose one of {list(PRESETS)}")
+    return preset(PRESETS[name].d_model, max_len)
+
+
+def param_counts(cfg: ModelConfig) -> dict[str, int]:
+    """Exact parameter counts: total, and non-embedding (all but token embedding and output head)."""
+    D, L, F, V = cfg.d_model, cfg.n_layers, cfg.d_ff, cfg.vocab_size
+    per_layer = 4 * D * D + 2 * D * F + 2 * D  # qkv + out, up + down, two RMSNorm scales
+    non_embedding = L * per_layer + D  # + final norm
+    return {"total": non_embedding + 2 * V * D, "non_embedding": non_embedding}
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> dict[str, float]:
+    """Forward and training FLOPs per token under the convention in the module docstring."""
+    D, L, F, V = cfg.d_model, cfg.n_layers, cfg.d_ff, cfg.vocab_size
+    matmul_params = L * (4 * D * D + 2 * D * F) + D * V
+    forward = 2.0 * matmul_params + 4.0 * L * seq_len * D
+    return {"forward": forward, "train": 3.0 * forward}
+
+
+def lr_for(cfg: ModelConfig) -> float:
+    """Peak learning rate from width (muP-like 1/sqrt(width) decay): 3e-3 * sqrt(64 / d_model)."""
+    return 3e-3 * math.sqrt(64.0 / cfg.d_model)

@@ -1,0 +1,71 @@
+"""The layout of a sweep's output directory and the status of each stage in it (no jax: ``--dry-run``
+and ``scaling status`` read it without loading the numerics).
+
+    config.yaml, plan.json         the sweep as run (after --set) and its points and stages
+    environment.json               package versions, devices, git revision
+    stages/<kind>-<key>/           one directory per stage:
+        settings.json              what its key hashes
+        log.txt, runs.jsonl        a log line per chunk; one line per attempt (worker, pid, start)
+        claim                      held by the worker computing it (see ``scaling.claims``)
+        done.json | failed.json    written last and atomically: a stage without done.json is redone
+    results.csv, results.parquet   tidy: one row per (point, seed, difficulty, source, strategy, budget, k)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scaling.claims import holder
+from scaling.errors import ScalingError
+from scaling.io import read_json
+
+STATUSES = ("done", "failed", "claimed", "pending")
+
+
+def stage_dir(out: Path, name: str) -> Path:
+    return Path(out) / "stages" / name
+
+
+def stage_status(out: Path, name: str) -> str:
+    """done | failed | claimed (a worker is computing it) | pending."""
+    d = stage_dir(out, name)
+    if (d / "done.json").is_file():
+        return "done"
+    if (d / "failed.json").is_file():
+        return "failed"
+    if (d / "claim").is_file():
+        return "claimed"
+    return "pending"
+
+
+def statuses(out: Path, names) -> dict[str, str]:
+    return {name: stage_status(out, name) for name in names}
+
+
+def failure_reason(out: Path, name: str) -> str:
+    return read_json(stage_dir(out, name) / "failed.json", "stage failure record")["reason"]
+
+
+def status_text(out: str | Path) -> str:
+    """``scaling status DIR``: stage counts by kind and status, failures, running stages, complete points."""
+    out = Path(out)
+    if not (out / "plan.json").is_file():
+        raise ScalingError(f"{out}: no plan.json (not a sweep output directory)")
+    doc = read_json(out / "plan.json", "sweep plan")
+    table: dict[str, dict[str, int]] = {}
+    lines = []
+    for name, s in doc["stages"].items():
+        st = stage_status(out, name)
+        table.setdefault(s["kind"], {}).setdefault(st, 0)
+        table[s["kind"]][st] += 1
+        if st == "failed":
+            lines.append(f"  failed {name}: {failure_reason(out, name)}")
+        if st == "claimed":
+            who = holder(stage_dir(out, name) / "claim")
+            where = f": worker {who['worker']} on {who['host']} (pid {who['pid']})" if who else ""
+            lines.append(f"  running {name}{where}")
+    done_points = sum(all(stage_status(out, n) == "done" for n in p["stages"].values()) for p in doc["points"])
+    head = [f"{out}: {len(doc['points'])} points ({done_points} complete), {len(doc['stages'])} stages"]
+    for kind, counts in table.items():
+        head.append(f"  {kind:6s} " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    return "\n".join(head + lines)
