@@ -12,7 +12,7 @@ Layers, ground up. A module imports only from its own layer or the layers below 
     plan      plan
     stages    stages
     sweep     store, claims, sweep, submit
-    results   results, analysis, plots
+    results   results, analysis, report, plots
     cli       bench, cli, __main__
 
 The layers up to ``plan`` and ``store`` never import jax: validating a config, ``scaling run --dry-run``

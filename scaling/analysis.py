@@ -1,17 +1,23 @@
-"""``scaling analyze DIR``: from a sweep's results table alone, fit a law per axis and regenerate
-every figure, the saved laws (``DIR/laws/*.json``) and ``DIR/report.md``.
+"""``scaling analyze DIR``: from a sweep's results table alone, fit a law per axis, judge each by
+extrapolation, and regenerate every figure, the saved laws (``DIR/laws/*.json``) and ``DIR/report.md``.
 
-Axes (y is held-out greedy accuracy on the training difficulties, averaged over difficulties, one
-value per seed):
-    size       x = parameters, the final model of every preset
-    rl_data    x = RL prompts seen (the RL ladder), for one preset
-    thinking   x = thinking budget B >= 1 (forced answer after B tokens), one preset
-    majority   x = k samples in a majority vote, one preset
-    tradeoff   thinking tokens needed for a target accuracy against training FLOPs (iso-accuracy
-               frontier over presets), a power law per target
-The preset of the one-preset axes is ``--model``, or the preset whose supervised accuracy is closest
-to 50% (most room to move either way). Every law holds out its largest x point: ``holdout_error``
-is the mean absolute error there, in accuracy units (0.05 = 5 points).
+Axes (y is held-out accuracy on the training difficulties, averaged over them, one value per seed):
+    size        x = parameters, the final model of every preset (at the longest training length)
+    size_loss   task loss (answer NLL, nats per token) against parameters: the smooth twin of ``size``
+    rl_data     x = RL prompts seen (the RL ladder), for one preset
+    thinking    x = thinking budget B >= 1 (forced answer after B tokens), one preset
+    majority    x = k samples in a majority vote, one preset
+    coverage    x = k samples, pass@k (unbiased), one preset: an exponentiated power law
+    tradeoff    thinking tokens needed for a target accuracy against training FLOPs, a power law per target
+The ladder (``scaling.laws.fit_ladder``): task loss from (N, D) over presets x training lengths, then
+accuracy from task loss; its chained prediction of the largest preset is set beside the size law's.
+
+Every axis law is judged on its largest *unsaturated* x: the largest x whose mean accuracy is more than
+2 points from the asymptote of the law fitted on all points. The law is refitted on the points below it
+only (extrapolation, never interpolation) and scored there against naive forecasts
+(``scaling.laws.extrapolation``); points above it, on the plateau, are left out of the check and the
+report says so. The preset of the one-preset axes is ``--model``, or the preset whose supervised accuracy
+is closest to 50% (most room to move either way).
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ import pandas as pd
 
 from scaling import laws
 from scaling.errors import LawError, ScalingError
-from scaling.io import atomic_write_text, read_json
-from scaling.results import load_results, range_table
+from scaling.io import read_json
+from scaling.laws.extrapolation import SATURATION
+from scaling.results import load_results
+
+STUCK_RATIO = 1.5  # a seed whose final training loss exceeds 1.5x its preset's median is stuck
 
 
 @dataclass
@@ -35,15 +44,20 @@ class AxisData:
     x: str  # column of ``points``
     label: str  # axis label with units
     fixed: str  # what was held fixed, for titles
-    points: pd.DataFrame  # one row per (x, seed): x, seed, accuracy
+    points: pd.DataFrame  # one row per (x, seed): x, seed, y
     per_difficulty: pd.DataFrame  # x, difficulty, accuracy (mean over seeds), in_train_range
     form: str = "sigmoid_log"
+    y: str = "accuracy"
+    y_label: str = "held-out accuracy (training difficulties)"
     extra: pd.DataFrame | None = None  # points shown but not fitted (e.g. x = 0)
 
 
 @dataclass
 class Analysis:
     laws: dict[str, laws.Law] = field(default_factory=dict)
+    ladder: laws.Ladder | None = None
+    ladder_table: pd.DataFrame | None = None  # largest preset: measured, direct and chained predictions
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # size_per_seed, stuck
     figures: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     report: Path | None = None
@@ -64,28 +78,46 @@ def pick_model(df: pd.DataFrame) -> str:
     """The preset whose supervised in-range greedy accuracy is closest to 0.5."""
     acc = _sft(df)
     acc = acc[acc["in_train_range"]].groupby("model")["value"].mean()
+    if acc.empty:
+        raise LawError("no greedy accuracy rows on the training difficulties")
     return str((acc - 0.5).abs().idxmin())
 
 
 def _per_seed(rows: pd.DataFrame, x: str, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Mean over in-range difficulties per (x, seed); ``extra`` columns averaged alongside."""
     inside = rows[rows["in_train_range"]]
-    agg = {"accuracy": ("value", "mean"), **{c: (c, "mean") for c in extra}}
+    agg = {"accuracy": ("value", "mean"), **{c: (c, "mean") for c in extra if c in rows}}
     return inside.groupby([x, "seed"], as_index=False).agg(**agg)
 
 
 def _per_difficulty(rows: pd.DataFrame, x: str) -> pd.DataFrame:
-    out = rows.groupby([x, "difficulty"], as_index=False).agg(
+    return rows.groupby([x, "difficulty"], as_index=False).agg(
         accuracy=("value", "mean"), in_train_range=("in_train_range", "first")
     )
-    return out
+
+
+def longest_training(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each preset's rows at its longest training (most training tokens): one size axis."""
+    top = rows.groupby("model")["train_tokens"].transform("max")
+    return rows[rows["train_tokens"] == top]
 
 
 def size_axis(df: pd.DataFrame) -> AxisData:
-    rows = _greedy(df, "eval")
+    rows = longest_training(_greedy(df, "eval"))
     after_rl = "; after RL where the preset has an RL stage" if (rows["rl_prompts"] > 0).any() else ""
-    fixed = f"task {rows['task'].iloc[0]}, greedy{after_rl}"
+    fixed = f"task {rows['task'].iloc[0]}, greedy, longest training{after_rl}"
     return AxisData("size", "params", "parameters", fixed, _per_seed(rows, "params"), _per_difficulty(rows, "params"))
+
+
+def size_loss_axis(df: pd.DataFrame) -> AxisData:
+    rows = longest_training(_greedy(df, "eval"))
+    if "answer_loss" not in rows or rows["answer_loss"].isna().all():
+        raise LawError("no task-loss column (answer_loss) in the results")
+    per = _per_seed(rows, "params", ("answer_loss",))
+    fixed = f"task {rows['task'].iloc[0]}, teacher-forced reference answers, longest training"
+    label = "answer loss (nats per token, training difficulties)"
+    return AxisData("size_loss", "params", "parameters", fixed, per, _per_difficulty(rows, "params"),
+                    form="saturating_power", y="answer_loss", y_label=label)  # fmt: skip
 
 
 def rl_axis(df: pd.DataFrame, model: str) -> AxisData:
@@ -110,20 +142,15 @@ def rl_axis(df: pd.DataFrame, model: str) -> AxisData:
     )
 
 
-def _strategy_axis(df: pd.DataFrame, model: str, strategy: str, name: str, x: str, label: str) -> AxisData:
-    rows = df[(df["source"] == "eval") & (df["strategy"] == strategy) & (df["model"] == model)]
+def _strategy_axis(df, model: str, strategy: str, name: str, x: str, label: str, form: str = "sigmoid_log"):
+    rows = longest_training(df[(df["source"] == "eval") & (df["strategy"] == strategy) & (df["model"] == model)])
     if rows.empty:
         raise LawError(f"no {strategy!r} rows for model {model} (the sweep has no matching testtime: setting)")
     per = _per_seed(rows, x)
     return AxisData(
-        name,
-        x,
-        label,
-        f"model {model}",
-        per[per[x] > 0],
-        _per_difficulty(rows[rows[x] > 0], x),
-        extra=per[per[x] == 0],
-    )
+        name, x, label, f"model {model}", per[per[x] > 0], _per_difficulty(rows[rows[x] > 0], x),
+        form=form, extra=per[per[x] == 0],
+    )  # fmt: skip
 
 
 def thinking_axis(df: pd.DataFrame, model: str) -> AxisData:
@@ -137,38 +164,76 @@ def majority_axis(df: pd.DataFrame, model: str) -> AxisData:
     return _strategy_axis(df, model, "majority", "majority", "k", "samples k (majority vote)")
 
 
+def coverage_axis(df: pd.DataFrame, model: str) -> AxisData:
+    """pass@k against k: coverage, an exponentiated power law in k (Brown et al. 2024)."""
+    data = _strategy_axis(df, model, "pass@k", "coverage", "k", "samples k (pass@k)", form="exp_power")
+    if (data.points["accuracy"] <= 0).any():  # exp_power fits log y: seeds that never pass are left out
+        data.points = data.points[data.points["accuracy"] > 0]
+    return data
+
+
+def saturation_cut(points: pd.DataFrame, x: str, y: str, law: laws.Law, margin: float = SATURATION):
+    """The largest x whose mean y is more than ``margin`` from the law's asymptote (None if every x is
+    on the plateau or the law has none), and the x values above it (left out of the check)."""
+    limit = law.spec.limit(tuple(law.params.values()))
+    means = points.groupby(x)[y].mean().sort_index()
+    if limit is None or not np.isfinite(limit):
+        return float(means.index[-1]), []
+    rising = means[(means - limit).abs() > margin]
+    if rising.empty:
+        return None, [float(v) for v in means.index]
+    cut = float(rising.index[-1])
+    return cut, [float(v) for v in means.index if v > cut]
+
+
 def fit_axis(data: AxisData, bootstrap: int, seed: int) -> laws.Law:
-    """The axis law with a bootstrap band, holding out the largest x point."""
-    n_x = data.points[data.x].nunique()
+    """The axis law fitted on every point (what planning reuses), carrying the extrapolation check of its
+    largest unsaturated x (fitted without it and everything above it)."""
+    pts = data.points.dropna(subset=[data.x, data.y])
     n_params = len(laws.FORMS[data.form].params)
-    if n_x < n_params + 1:
+    if pts[data.x].nunique() < n_params + 1:
         raise LawError(
-            f"{n_x} distinct {data.x} values; a {n_params}-parameter law with one held out needs {n_params + 1}"
+            f"{pts[data.x].nunique()} distinct {data.x} values; a {n_params}-parameter law with one held out "
+            f"needs {n_params + 1}"
         )
     # Squared residuals: the law is the expected accuracy over seeds (a Huber loss with a small delta
     # behaves like L1 and would follow the median seed of a bimodal set).
-    return laws.fit(
-        data.points, data.x, "accuracy", data.form, loss="squared", bootstrap=bootstrap, seed=seed, holdout=1
-    )
+    options = {"loss": "squared", "bootstrap": bootstrap, "seed": seed}
+    law = laws.fit(pts, data.x, data.y, data.form, **options)
+    cut, above = saturation_cut(pts, data.x, data.y, law)
+    if cut is None:
+        law.holdout = {"skill": None, "skill_reason": f"every {data.x} lies within {SATURATION} of the asymptote"}
+        return law
+    below = pts[pts[data.x] <= cut]
+    if below[data.x].nunique() < n_params + 1:
+        reason = (
+            f"the largest unsaturated {data.x} = {cut:g} leaves {below[data.x].nunique() - 1} points below it, "
+            f"fewer than the {n_params} + 1 a held-out check needs"
+        )
+        law.holdout = {"skill": None, "skill_reason": reason, "held_out_x": cut, "left_out": above}
+        return law
+    check = laws.fit(below, data.x, data.y, data.form, holdout=1, **options)
+    law.holdout = check.holdout | {"held_out_x": cut, "left_out": above}
+    return law
 
 
 def tradeoff_points(df: pd.DataFrame, level: float) -> pd.DataFrame:
     """Per preset: training FLOPs and the fewest tokens per problem whose budget reaches ``level``
     (mean accuracy over seeds, interpolated in log tokens between budgets); presets that never do are dropped."""
-    rows = df[(df["source"] == "eval") & (df["strategy"] == "budget") & df["in_train_range"]]
+    rows = longest_training(df[(df["source"] == "eval") & (df["strategy"] == "budget") & df["in_train_range"]])
     out = []
     for model, g in rows.groupby("model"):
         curve = g.groupby("budget").agg(acc=("value", "mean"), tokens=("total_tokens", "mean")).sort_values("tokens")
         acc, tok = curve["acc"].to_numpy(), curve["tokens"].to_numpy()
         hit = np.flatnonzero(acc >= level)
-        if hit.size == 0:
+        if hit.size == 0 or tok[hit[0]] <= 0:
             continue
         i = hit[0]
         if i == 0:
             need = tok[0]
         else:  # log-linear interpolation between the budgets on either side of the level
             t = (level - acc[i - 1]) / (acc[i] - acc[i - 1])
-            need = math.exp(math.log(tok[i - 1]) + t * (math.log(tok[i]) - math.log(tok[i - 1])))
+            need = math.exp(math.log(max(tok[i - 1], 1e-9)) + t * (math.log(tok[i]) - math.log(max(tok[i - 1], 1e-9))))
         out.append({"model": model, "train_flops": g["train_flops"].iloc[0], "tokens": need})
     return pd.DataFrame(out, columns=["model", "train_flops", "tokens"])
 
@@ -197,67 +262,84 @@ def tradeoff_levels(df: pd.DataFrame) -> list[float]:
     return sorted({v for v in np.floor(np.linspace(top / 2, top, 3) * 100) / 100 if v > 0})
 
 
-def rl_ladder_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per RL preset and data volume: greedy and sampled accuracy inside and above the training range."""
-    return range_table(df[df["source"] == "rl_ladder"], ["model", "rl_prompts", "strategy"])
+def ladder_points(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (preset, training length, seed) of the final supervised models: N (non-embedding
+    parameters), D (training tokens), in-range mean answer loss and accuracy."""
+    rows = _greedy(df, "eval")
+    rows = rows[rows["in_train_range"] & (rows["rl_prompts"] == 0)]
+    if "answer_loss" not in rows or rows.empty:
+        raise LawError("no task-loss rows of supervised models (answer_loss) in the results")
+    keys = ["model", "train_tokens", "seed"]
+    out = rows.groupby(keys, as_index=False).agg(
+        N=("non_embedding_params", "first"), D=("train_tokens", "first"),
+        loss=("answer_loss", "mean"), accuracy=("value", "mean"),
+    )  # fmt: skip
+    return out.dropna(subset=["loss", "accuracy"])
 
 
-def rl_per_difficulty(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Pass@1 (sampled, else greedy) per RL preset, data volume and difficulty (mean over seeds), and
-    each preset's edge-of-competence difficulty: the trained difficulty whose start is closest to 0.5."""
-    ladder = df[df["source"] == "rl_ladder"]
-    if ladder.empty:
-        return pd.DataFrame(), {}
-    strategy = "sampled" if (ladder["strategy"] == "sampled").any() else "greedy"
-    ladder = ladder[ladder["strategy"] == strategy]
-    table = ladder.pivot_table(index=["model", "rl_prompts"], columns="difficulty", values="value").reset_index()
-    table.columns = [c if isinstance(c, str) else f"difficulty {c}" for c in table.columns]
-    start = ladder[(ladder["rl_prompts"] == 0) & ladder["in_train_range"]]
-    edges = {m: int((g.groupby("difficulty")["value"].mean() - 0.5).abs().idxmin()) for m, g in start.groupby("model")}
-    return table, edges
-
-
-def rl_vs_sft(df: pd.DataFrame) -> pd.DataFrame:
-    """SFT+RL against SFT-only at the same number of training samples (supervised examples + RL prompts):
-    every final RL model next to a supervised-only model of its preset trained on as many samples."""
-    final = df[(df["source"] == "eval") & df["strategy"].isin(["greedy", "sampled"])]
-    if "train_samples" not in final:
-        return pd.DataFrame()
-    total = final["train_samples"] + final["rl_prompts"]
-    final = final.assign(samples=total, stage=np.where(final["rl_prompts"] > 0, "sft+rl", "sft"))
-    pairs = final.groupby(["model", "samples"])["stage"].nunique()
-    keep = pairs[pairs == 2].index
-    if keep.empty:
-        return pd.DataFrame()
-    both = final.set_index(["model", "samples"]).loc[keep].reset_index()
-    return range_table(both, ["model", "samples", "stage", "strategy"])
-
-
-def markdown(df: pd.DataFrame) -> str:
-    """A pipe table; floats to 3 decimals."""
-    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
-
-
-def _fmt(v: float) -> str:
-    return f"{v:.4g}"
-
-
-def report_table(fitted: dict[str, laws.Law]) -> str:
-    lines = [
-        "| law | formula | parameters (95% interval) | R^2 (seeds) | R^2 (means) | held-out error | points |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, law in fitted.items():
-        params = ", ".join(
-            f"{k} = {_fmt(v)}" + (f" [{_fmt(law.ci[k][0])}, {_fmt(law.ci[k][1])}]" if k in law.ci else "")
-            for k, v in law.params.items()
+def fit_model_ladder(df: pd.DataFrame, bootstrap: int, seed: int) -> tuple[laws.Ladder, pd.DataFrame]:
+    """The ladder on all presets x lengths, and the largest preset predicted without it: its measured
+    accuracy beside the chained prediction and the direct size law's (both fitted without the preset)."""
+    pts = ladder_points(df)
+    largest = pts.loc[pts["N"].idxmax(), "model"]
+    options = {"bootstrap": bootstrap, "seed": seed}
+    ladder = laws.fit_ladder(pts, pts, ["N", "D"], "loss", "accuracy", **options)
+    rest, held = pts[pts["model"] != largest], pts[pts["model"] == largest]
+    without = laws.fit_ladder(rest, rest, ["N", "D"], "loss", "accuracy", **options)
+    size = size_axis(df)
+    direct = None
+    small = size.points[size.points["params"] < size.points["params"].max()]
+    try:
+        direct = laws.fit(small, "params", "accuracy", size.form, loss="squared")
+    except LawError:
+        pass
+    rows = []
+    for D, g in held.groupby("D"):
+        N = float(g["N"].iloc[0])
+        params = float(size.points["params"].max())
+        chained = float(without.predict({"N": N, "D": D}))
+        lo, hi = without.interval({"N": [N], "D": [D]}) if bootstrap else ([math.nan], [math.nan])
+        longest = D == held["D"].max()
+        rows.append(
+            {
+                "model": largest,
+                "train_tokens": D,
+                "measured": float(g["accuracy"].mean()),
+                "measured_sd": float(g["accuracy"].std()) if len(g) > 1 else math.nan,
+                "loss_measured": float(g["loss"].mean()),
+                "loss_chained": float(without.predict_loss({"N": N, "D": D})),
+                "chained": chained,
+                "chained_lo": float(lo[0]),
+                "chained_hi": float(hi[0]),
+                "direct": float(direct.predict(params)) if direct is not None and longest else math.nan,
+            }
         )
-        held = f"{law.holdout_error:.4f}" if not math.isnan(law.holdout_error) else "n/a"
-        means = "n/a" if math.isnan(law.r2_means) else f"{law.r2_means:.3f}"
-        lines.append(f"| {name} | `{law.formula()}` | {params} | {law.r2:.3f} | {means} | {held} | {law.n_points} |")
-    return "\n".join(lines)
+    return ladder, pd.DataFrame(rows)
+
+
+def stuck_seeds(df: pd.DataFrame, ratio: float = STUCK_RATIO) -> pd.DataFrame:
+    """Per (preset, training length): seeds whose final training loss exceeds ``ratio`` x the median over
+    seeds (a training defect, not noise), from the ``train_loss`` column."""
+    if "train_loss" not in df:
+        return pd.DataFrame()
+    rows = df[df["source"] == "eval"].drop_duplicates(["model", "train_tokens", "seed"])
+    out = []
+    for (model, tokens), g in rows.groupby(["model", "train_tokens"]):
+        median = g["train_loss"].median()
+        stuck = g.loc[g["train_loss"] > ratio * median, "seed"].tolist()
+        out.append({"model": model, "train_tokens": tokens, "seeds": len(g), "median_train_loss": median,
+                    "stuck": len(stuck), "stuck_seeds": ",".join(map(str, stuck))})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def size_per_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """The size axis per seed: in-range greedy accuracy, answer loss and final training loss of every
+    final model (at the longest training)."""
+    rows = longest_training(_greedy(df, "eval"))
+    rows = rows[rows["in_train_range"]]
+    cols = {"accuracy": ("value", "mean")}
+    cols |= {c: (c, "mean") for c in ("answer_loss", "train_loss") if c in rows}
+    return rows.groupby(["model", "params", "seed"], as_index=False).agg(**cols).sort_values(["params", "seed"])
 
 
 def _failures(run_dir: Path) -> list[str]:
@@ -267,42 +349,92 @@ def _failures(run_dir: Path) -> list[str]:
     return out
 
 
+def _clean(df: pd.DataFrame, skipped: list[str]) -> pd.DataFrame:
+    """Rows with a finite value (NaN rows are dropped, and said so)."""
+    bad = ~np.isfinite(pd.to_numeric(df["value"], errors="coerce"))
+    if bad.any():
+        skipped.append(f"{int(bad.sum())} result rows with a missing or non-finite value were left out")
+    return df[~bad]
+
+
+AXES = {
+    "size": lambda df, model: size_axis(df),
+    "size_loss": lambda df, model: size_loss_axis(df),
+    "rl_data": rl_axis,
+    "thinking": thinking_axis,
+    "majority": majority_axis,
+    "coverage": coverage_axis,
+}
+
+
 def analyze(run_dir: str | Path, model: str | None = None, bootstrap: int = 200, seed: int = 0) -> Analysis:
-    """Fit, save and plot every law the results table supports; say what was skipped and why."""
+    """Fit, judge, save and plot every law the results table supports; say what was skipped and why."""
     from scaling import plots
+    from scaling.report import write_report
 
     run_dir = Path(run_dir)
-    df = load_results(run_dir)
     res = Analysis(skipped=_failures(run_dir))
-    model = model or pick_model(df)
-    if model not in set(df["model"]):
+    df = _clean(load_results(run_dir), res.skipped)
+    if df.empty:
+        raise ScalingError(f"{run_dir}: the results table has no usable rows")
+    if model is not None and model not in set(df["model"]):
         raise ScalingError(f"--model {model}: not in the results (models: {sorted(set(df['model']))})")
+    try:
+        model = model or pick_model(df)
+    except LawError as e:
+        res.skipped.append(f"one-preset axes: {e}")
+        model = str(df["model"].iloc[0])
     fig_dir, law_dir = run_dir / "figures", run_dir / "laws"
-    for stale in [*law_dir.glob("*.json"), *fig_dir.glob("*.png"), *fig_dir.glob("*.svg")]:
+    for stale in [*law_dir.glob("*.json"), *(p for ext in plots.FORMATS for p in fig_dir.glob(f"*{ext}"))]:
         stale.unlink()  # a law or figure the data no longer supports must not linger
-    builders = {
-        "size": lambda: size_axis(df),
-        "rl_data": lambda: rl_axis(df, model),
-        "thinking": lambda: thinking_axis(df, model),
-        "majority": lambda: majority_axis(df, model),
-    }
-    for name, build in builders.items():
-        try:
-            data = build()
-        except LawError as e:
-            res.skipped.append(f"{name}: {e}")
-            continue
-        if data.points["seed"].nunique() < 2:
-            res.skipped.append(f"{name}: single seed, so no seed scatter (bootstrap over points instead)")
-        law = None
-        try:
-            law = fit_axis(data, bootstrap, seed)
-        except LawError as e:
-            res.skipped.append(f"{name} law: {e} (figure drawn without a law)")
-        if law is not None:
-            law.save(law_dir / f"{name}.json")
-            res.laws[name] = law
-        res.figures += plots.axis_figures(data, law, fig_dir)
+    for name, build in AXES.items():
+        _one_axis(name, build, df, model, bootstrap, seed, res, law_dir, fig_dir)
+    _ladder(df, bootstrap, seed, res, law_dir, fig_dir)
+    _tradeoff(df, res, law_dir, fig_dir)
+    res.tables = {"size_per_seed": size_per_seed(df), "stuck": stuck_seeds(df)}
+    res.report = write_report(run_dir, df, res, model)
+    return res
+
+
+def _one_axis(name, build, df, model, bootstrap, seed, res: Analysis, law_dir: Path, fig_dir: Path) -> None:
+    from scaling import plots
+
+    try:
+        data = build(df, model)
+    except LawError as e:
+        res.skipped.append(f"{name}: {e}")
+        return
+    if data.points.empty:
+        res.skipped.append(f"{name}: no points to fit")
+        return
+    if data.points["seed"].nunique() < 2:
+        res.skipped.append(f"{name}: single seed, so no seed scatter (bootstrap over points instead)")
+    law = None
+    try:
+        law = fit_axis(data, bootstrap, seed)
+    except LawError as e:
+        res.skipped.append(f"{name} law: {e} (figure drawn without a law)")
+    if law is not None:
+        law.save(law_dir / f"{name}.json")
+        res.laws[name] = law
+    res.figures += plots.axis_figures(data, law, fig_dir)
+
+
+def _ladder(df: pd.DataFrame, bootstrap: int, seed: int, res: Analysis, law_dir: Path, fig_dir: Path) -> None:
+    from scaling import plots
+
+    try:
+        res.ladder, res.ladder_table = fit_model_ladder(df, bootstrap, seed)
+    except LawError as e:
+        res.skipped.append(f"ladder: {e}")
+        return
+    res.ladder.save(law_dir / "ladder.json")
+    res.figures += plots.ladder_figure(res.ladder, ladder_points(df), fig_dir)
+
+
+def _tradeoff(df: pd.DataFrame, res: Analysis, law_dir: Path, fig_dir: Path) -> None:
+    from scaling import plots
+
     levels = tradeoff_levels(df)
     frontiers = {}
     for level in levels:
@@ -316,41 +448,7 @@ def analyze(run_dir: str | Path, model: str | None = None, bootstrap: int = 200,
         res.laws[name] = law
     if df[(df["strategy"] == "budget")].empty:
         res.skipped.append("tradeoff: no thinking-budget rows (the sweep has no testtime.budgets)")
-    else:
-        if not levels:
-            res.skipped.append("tradeoff: fewer than 3 presets with thinking-budget rows, no frontier fitted")
-        res.figures += plots.tradeoff_figure(df, frontiers, fig_dir)
-    res.report = write_report(run_dir, df, res, model)
-    return res
-
-
-def write_report(run_dir: Path, df: pd.DataFrame, res: Analysis, model: str) -> Path:
-    lines = [
-        f"# Scaling laws of {run_dir.name}",
-        "",
-        "Accuracy: held-out, on the training difficulties, averaged over them; greedy, except the RL axis, which",
-        f"uses pass@1 sampled at the evaluation temperature when the sweep measured it. One-preset axes use {model}.",
-        "Laws are fitted to every seed with squared residuals (the expected accuracy); R^2 (seeds) is measured on",
-        "the seeds, R^2 (means) on the mean over seeds at each x. Held-out error: the law is refitted without the",
-        "largest x point and scored there, in accuracy units (the trade-off laws, fitted on few presets, are not).",
-        "",
-        report_table(res.laws) if res.laws else "No law could be fitted.",
-        "",
-        "## Figures",
-        "",
-        *[f"- `{p.relative_to(run_dir)}`" for p in res.figures if p.suffix == ".png"],
-    ]
-    if not (ladder := rl_ladder_table(df)).empty:
-        lines += ["", "## RL data ladder (mean and sd over seeds)", "", markdown(ladder)]
-    per_difficulty, edges = rl_per_difficulty(df)
-    if edges:
-        where = ", ".join(f"{m}: difficulty {d}" for m, d in edges.items())
-        lines += ["", f"## RL ladder per difficulty (pass@1, mean over seeds; edge of competence {where})", ""]
-        lines.append(markdown(per_difficulty))
-    if not (versus := rl_vs_sft(df)).empty:
-        lines += ["", "## SFT-only against SFT+RL at the same number of training samples", "", markdown(versus)]
-    if res.skipped:
-        lines += ["", "## Skipped", "", *[f"- {s}" for s in res.skipped]]
-    path = run_dir / "report.md"
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return path
+        return
+    if not levels:
+        res.skipped.append("tradeoff: fewer than 3 presets with thinking-budget rows, no frontier fitted")
+    res.figures += plots.tradeoff_figure(df, frontiers, fig_dir)

@@ -50,6 +50,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         seed=args.seed,
         level=args.level,
         holdout=args.holdout,
+        weights=args.weights,
+        bounds=args.bounds,
     )
     print(law.summary())
     if "auto" in law.options:
@@ -60,14 +62,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _law_inputs(law, values: list[str]):
-    if law.spec.inputs == 1:
+def _law_inputs(names: list[str], values: list[str]):
+    """CLI values as inputs of a law of ``names``: numbers, or comma-separated tuples (N,D)."""
+    if len(names) == 1:
         return np.array([_number(v) for v in values])
     rows = []
     for v in values:
         parts = _csv_list(v)
-        if len(parts) != law.spec.inputs:
-            raise ScalingError(f"{v!r}: this law takes {law.spec.inputs} inputs {law.x}, comma-separated")
+        if len(parts) != len(names):
+            raise ScalingError(f"{v!r}: this law takes {len(names)} inputs {names}, comma-separated")
         rows.append([_number(p) for p in parts])
     return np.array(rows)
 
@@ -76,30 +79,58 @@ def cmd_law(args: argparse.Namespace) -> int:
     from scaling import laws
 
     law = laws.load(args.law)
-    has_samples = law.samples is not None and len(law.samples) > 0
+    ladder = isinstance(law, laws.Ladder)
+    samples = law.step2.samples if ladder else law.samples
+    has_samples = samples is not None and len(samples) > 0
     if args.action == "show":
         print(law.summary())
-        print(f"  fitted on {law.n_points} rows, data {law.fingerprint}")
-        print(f"  options: {json.dumps(law.options)}")
+        if not ladder:
+            print(f"  fitted on {law.n_points} rows, data {law.fingerprint}")
+            print(f"  options: {json.dumps(law.options)}")
         return 0
     if not args.values:
         raise ScalingError(f"scaling law {args.action} needs at least one value")
+    y_name = law.step2.y if ladder else law.y
     if args.action == "predict":
-        xs = _law_inputs(law, args.values)
+        xs = _law_inputs(law.x, args.values)
         y = np.atleast_1d(law.predict(xs))
         band = law.interval(xs, args.level) if has_samples else None
         for i, (v, yi) in enumerate(zip(args.values, y)):
             extra = f"  [{band[0][i]:.6g}, {band[1][i]:.6g}] ({args.level:.0%})" if band else ""
-            print(f"{law.y}({v}) = {yi:.6g}{extra}")
-    else:
-        for v in args.values:
-            target = _number(v)
-            x = law.solve(target)
-            extra = ""
-            if has_samples:
-                lo, hi = law.solve_interval(target, args.level)
-                extra = f"  [{lo:.6g}, {hi:.6g}] ({args.level:.0%})"
-            print(f"{law.x[0]} for {law.y} = {target:g}: {x:.6g}{extra}")
+            print(f"{y_name}({v}) = {yi:.6g}{extra}")
+        return 0
+    if ladder:
+        raise ScalingError("scaling law solve needs a single-input law; a ladder predicts from (N, D)")
+    for v in args.values:
+        target = _number(v)
+        x = law.solve(target)
+        extra = ""
+        if has_samples:
+            lo, hi = law.solve_interval(target, args.level)
+            extra = f"  [{lo:.6g}, {hi:.6g}] ({args.level:.0%})"
+        print(f"{law.x[0]} for {law.y} = {target:g}: {x:.6g}{extra}")
+    return 0
+
+
+def cmd_ladder(args: argparse.Namespace) -> int:
+    from scaling import laws
+    from scaling.tables import read_table
+
+    loss_data = read_table(args.table)
+    acc_data = read_table(args.acc_table) if args.acc_table else loss_data
+    ladder = laws.fit_ladder(
+        loss_data,
+        acc_data,
+        _csv_list(args.x),
+        args.loss,
+        args.acc,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        holdout=args.holdout,
+    )
+    print(ladder.summary())
+    if args.out:
+        print(f"saved {ladder.save(args.out)}")
     return 0
 
 
@@ -140,15 +171,27 @@ def _print_analysis(run_dir: str, model: str | None, bootstrap: int) -> None:
     from pathlib import Path
 
     from scaling.analysis import analyze
+    from scaling.laws.law import skill_text
+    from scaling.report import verdict
 
     res = analyze(run_dir, model=model, bootstrap=bootstrap)
     for name, law in res.laws.items():
-        held = f", held-out error {law.holdout_error:.4f}" if law.holdout else ""
+        held = ""
+        if law.holdout:
+            error = "" if math.isnan(law.holdout_error) else f"held-out error {law.holdout_error:.4f}, "
+            held = f"; {error}skill {skill_text(law)}: {verdict(law)}"
         means = "" if math.isnan(law.r2_means) else f" (means {law.r2_means:.3f})"
         print(f"law {name}: {law.formula()}  R^2 {law.r2:.3f}{means}{held}")
+    if res.ladder_table is not None:
+        for row in res.ladder_table.itertuples():
+            print(
+                f"ladder: {row.model} at {row.train_tokens:.3g} tokens: measured {row.measured:.3f}, "
+                f"chained {row.chained:.3f}, direct {row.direct:.3f}"
+            )
     for line in res.skipped:
         print(f"skipped {line}")
-    print(f"laws:    {Path(run_dir) / 'laws'}/  ({len(res.laws)} JSON files, load with scaling.laws.load)")
+    n_laws = len(res.laws) + (res.ladder is not None)
+    print(f"laws:    {Path(run_dir) / 'laws'}/  ({n_laws} JSON files, load with scaling.laws.load)")
     print(f"figures: {Path(run_dir) / 'figures'}/  ({len(res.figures)} files, PNG and SVG)")
     print(f"report:  {res.report}")
 
@@ -211,7 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scaling", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_fit_parser, _law_parser, _run_parser, _analyze_parser, _status_parser, _submit_parser, _bench_parser):
+    for add in (
+        _fit_parser,
+        _ladder_parser,
+        _law_parser,
+        _run_parser,
+        _analyze_parser,
+        _status_parser,
+        _submit_parser,
+        _bench_parser,
+    ):
         add(sub)
     return p
 
@@ -231,10 +283,26 @@ def _fit_parser(sub) -> None:
     f.add_argument("--space", choices=["log", "linear"], default=None, help="residual space (default per form)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--level", type=float, default=0.95)
+    f.add_argument("--weights", metavar="COL", help="column of per-row sample weights (>= 0)")
+    f.add_argument("--bounds", choices=["data", "physical"], default="data", help="asymptote bounds (default data)")
     f.add_argument("--assign", action="append", metavar="NAME=EXPR", help="add a column (pandas eval); repeatable")
     f.add_argument("--where", metavar="EXPR", help="keep rows matching a pandas query")
     f.add_argument("--out", help="save the law as JSON")
     f.set_defaults(func=cmd_fit)
+
+
+def _ladder_parser(sub) -> None:
+    f = sub.add_parser("ladder", help="fit a two-step ladder: task loss from N, D, then accuracy from task loss")
+    f.add_argument("table", help="step 1 data (CSV, Parquet or JSONL): the x columns, task loss and accuracy")
+    f.add_argument("--x", default="N,D", help="step 1 inputs: N,D (Chinchilla form) or one compute column")
+    f.add_argument("--loss", required=True, help="task-loss column (> 0)")
+    f.add_argument("--acc", required=True, help="accuracy column")
+    f.add_argument("--acc-table", help="step 2 data (default: TABLE)")
+    f.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples (bands carry both steps)")
+    f.add_argument("--holdout", type=int, default=0, help="refit without the K largest points, score the chain")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", help="save the ladder as JSON (scaling.laws.load reads it)")
+    f.set_defaults(func=cmd_ladder)
 
 
 def _law_parser(sub) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
+from scaling.model import token_logprobs
 from scaling.sample import decode, decode_budgets, left_pad
 from scaling.settings import EvalConfig
 from scaling.specs import ModelConfig
@@ -84,6 +85,63 @@ def accuracy_table(
                     "accuracy": float(r.mean()),
                     "n": int(r.size // reps),
                     "strategy": "sampled" if samples else "greedy",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def masked_nll_seeds(cfg: ModelConfig, params_R, tokens_NxT, masks_MxNxT1):
+    """(R, M, N): every seed's teacher-forced negative log-likelihood (nats), summed over each mask's
+    next-token targets, per row."""
+
+    def one(params):
+        nll_NxT1 = -token_logprobs(cfg, params, tokens_NxT)
+        return jnp.einsum("nt,mnt->mn", nll_NxT1, masks_MxNxT1)
+
+    return jax.vmap(one)(params_R)
+
+
+LOSS_COLUMNS = ("answer_loss", "answer_loss_per_char", "full_loss", "full_loss_per_char")
+
+
+def task_loss_table(cfg: ModelConfig, params_R, seeds, task: Task, ec: EvalConfig, *, batch: int = 512) -> pd.DataFrame:
+    """One row per (seed, difficulty): task loss, the teacher-forced negative log-likelihood (nats) of the
+    reference on the held-out problems, a smooth metric beside accuracy:
+
+        answer_loss            the answer and its <eos>, given prompt + reference trace + <eot>, per token
+        answer_loss_per_char   the same sum per character of the answer
+        full_loss              trace + <eot> + answer + <eos>, given the prompt, per token
+        full_loss_per_char     the same sum per character of trace and answer
+
+    Sums run over all problems of a difficulty before dividing (a corpus rate, as bits per byte are)."""
+    ex = eval_examples(task, ec)
+    masks_MxNxT1 = np.stack([ex.answer_mask, ex.loss_mask])
+    sums = []
+    for start in range(0, len(ex), batch):
+        sl = slice(start, start + batch)
+        tokens, masks = ex.tokens[sl], masks_MxNxT1[:, sl]
+        pad = batch - len(tokens)  # one compiled shape: pad the last block with empty masks
+        if pad:
+            tokens = np.concatenate([tokens, np.repeat(tokens[:1], pad, 0)])
+            masks = np.concatenate([masks, np.zeros((2, pad, masks.shape[2]), masks.dtype)], axis=1)
+        sums.append(np.asarray(masked_nll_seeds(cfg, params_R, tokens, masks))[:, :, : batch - pad])
+    nll_RxMxN = np.concatenate(sums, axis=2)
+    tokens_M = masks_MxNxT1.sum(axis=2)  # (2, N): answer + <eos>; trace + <eot> + answer + <eos>
+    chars_M = np.stack([ex.answer_len, masks_MxNxT1[1].sum(axis=1) - 2])  # without <eot> and <eos>
+    rows = []
+    for r, seed in enumerate(seeds):
+        for d in np.unique(ex.difficulty):
+            at = ex.difficulty == d
+            nll = nll_RxMxN[r][:, at].sum(axis=1)
+            rows.append(
+                {
+                    "seed": seed,
+                    "difficulty": int(d),
+                    "answer_loss": float(nll[0] / tokens_M[0][at].sum()),
+                    "answer_loss_per_char": float(nll[0] / chars_M[0][at].sum()),
+                    "full_loss": float(nll[1] / tokens_M[1][at].sum()),
+                    "full_loss_per_char": float(nll[1] / chars_M[1][at].sum()),
                 }
             )
     return pd.DataFrame(rows)

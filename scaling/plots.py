@@ -12,14 +12,16 @@ import numpy as np
 import pandas as pd
 
 from scaling.io import write_with
-from scaling.laws import Law
+from scaling.laws import Ladder, Law
+
+FORMATS = (".png", ".svg")
 
 
 def save(fig, path_without_suffix: Path) -> list[Path]:
-    """The figure as PNG and SVG, each written atomically; the figure is closed."""
+    """The figure in every format of ``FORMATS``, each written atomically; the figure is closed."""
     out = [
         write_with(path_without_suffix.with_suffix(suffix), lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight"))
-        for suffix in (".png", ".svg")
+        for suffix in FORMATS
     ]
     plt.close(fig)
     return out
@@ -30,54 +32,65 @@ def _log_x(ax) -> None:
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide on short ranges
 
 
-def _held_out_x(law: Law | None, x: np.ndarray) -> float:
-    return float(np.max(x)) if law is not None and law.holdout else np.inf
+def _held_out_x(law: Law | None) -> float:
+    """The x the law was judged on (np.inf when it was not)."""
+    if law is None or not law.holdout or "points" not in law.holdout:
+        return np.inf
+    return float(law.holdout.get("held_out_x", law.holdout["points"][0]["x"][0]))
+
+
+def _title(data, law: Law | None) -> str:
+    if law is None or not law.holdout:
+        return f"{data.name}: {data.fixed}"
+    if law.skill is None:
+        return f"{data.name}: {data.fixed}\nnot judged: {law.holdout.get('skill_reason')}"
+    return (
+        f"{data.name}: {data.fixed}\nheld out {data.x} = {_held_out_x(law):g}: error {law.holdout_error:.3f}, "
+        f"naive {law.naive_error:.3f}, skill {law.skill:.2f}" + (" (a step)" if law.is_step else "")
+    )
 
 
 def axis_figures(data, law: Law | None, fig_dir: Path) -> list[Path]:
-    """Accuracy against the resource (seed scatter, mean, law with band, held-out point), the
-    residuals of the law, and per-difficulty curves (dashed: above the training range)."""
+    """y against the resource (seed scatter, mean, law with band, held-out point, plateau points left out
+    of the check), the residuals of the law, and per-difficulty curves (dashed: above the training range)."""
     pts = data.points
     x = pts[data.x].to_numpy(float)
-    held_x = _held_out_x(law, x)
-    means = pts.groupby(data.x)["accuracy"].mean()
+    held_x = _held_out_x(law)
+    means = pts.groupby(data.x)[data.y].mean()
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    fitted = pts[pts[data.x] < held_x]
-    held = pts[pts[data.x] >= held_x]
-    ax.scatter(fitted[data.x], fitted["accuracy"], s=14, alpha=0.5, color="C0", label="seeds (fitted)")
+    fitted, held, above = pts[pts[data.x] < held_x], pts[pts[data.x] == held_x], pts[pts[data.x] > held_x]
+    ax.scatter(fitted[data.x], fitted[data.y], s=14, alpha=0.5, color="C0", label="seeds (fitted in the check)")
     if not held.empty:
-        ax.scatter(held[data.x], held["accuracy"], s=30, marker="x", color="C3", label="seeds (held out)")
+        ax.scatter(held[data.x], held[data.y], s=30, marker="x", color="C3", label="seeds (held out)")
+    if not above.empty:
+        ax.scatter(above[data.x], above[data.y], s=14, alpha=0.5, color="grey", label="seeds (plateau, left out)")
     ax.plot(means.index, means.to_numpy(), "o", color="C0", mfc="white", label="mean over seeds")
-    if data.extra is not None and not data.extra.empty:
-        ax.axhline(data.extra["accuracy"].mean(), color="grey", ls=":", label=f"at {data.x} = 0 (not on a log axis)")
+    if data.extra is not None and not data.extra.empty and data.y in data.extra:
+        ax.axhline(data.extra[data.y].mean(), color="grey", ls=":", label=f"at {data.x} = 0 (not on a log axis)")
     if law is not None:
         grid = np.geomspace(x.min(), x.max() * 1.5, 200)
         r2 = f"R^2 = {law.r2:.3f}" + ("" if np.isnan(law.r2_means) else f" (means {law.r2_means:.3f})")
-        ax.plot(grid, law.predict(grid), color="C1", label=f"{law.form} fit, {r2}")
+        ax.plot(grid, law.predict(grid), color="C1", label=f"{law.form} fit (all points), {r2}")
         if law.samples is not None and len(law.samples):
             lo, hi = law.interval(grid)
             ax.fill_between(grid, lo, hi, color="C1", alpha=0.2, label=f"{law.level:.0%} bootstrap band")
-        if law.holdout:
-            ax.set_title(
-                f"{data.name}: {data.fixed}\nheld out largest point: error {law.holdout_error:.3f}", fontsize=9
-            )
-    if law is None or not law.holdout:
-        ax.set_title(f"{data.name}: {data.fixed}", fontsize=9)
+    ax.set_title(_title(data, law), fontsize=8)
     _log_x(ax)
     ax.set_xlabel(data.label)
-    ax.set_ylabel("held-out accuracy (training difficulties)")
-    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel(data.y_label)
+    if data.y == "accuracy":
+        ax.set_ylim(-0.03, 1.03)
     ax.legend(fontsize=7)
     out = save(fig, fig_dir / data.name)
     if law is not None:
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.axhline(0, color="grey", lw=0.8)
-        resid = pts["accuracy"].to_numpy() - law.predict(x)
-        ax.scatter(x, resid, s=14, c=np.where(x >= held_x, "C3", "C0"))
+        resid = pts[data.y].to_numpy() - law.predict(x)
+        ax.scatter(x, resid, s=14, c=np.where(x == held_x, "C3", np.where(x > held_x, "grey", "C0")))
         _log_x(ax)
         ax.set_xlabel(data.label)
-        ax.set_ylabel("accuracy - law")
-        ax.set_title(f"{data.name} residuals ({data.fixed}; red: held out)", fontsize=9)
+        ax.set_ylabel(f"{data.y} - law")
+        ax.set_title(f"{data.name} residuals ({data.fixed}; red: held out, grey: plateau)", fontsize=9)
         out += save(fig, fig_dir / f"{data.name}_residuals")
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for i, (d, g) in enumerate(data.per_difficulty.groupby("difficulty")):
@@ -115,3 +128,26 @@ def tradeoff_figure(df: pd.DataFrame, frontiers: dict[float, Law], fig_dir: Path
     if frontiers:
         ax.legend(fontsize=7)
     return save(fig, fig_dir / "tradeoff")
+
+
+def ladder_figure(ladder: Ladder, points: pd.DataFrame, fig_dir: Path) -> list[Path]:
+    """The two steps of a ladder, predicted against measured: task loss from (N, D), and accuracy from
+    task loss (with the fitted logistic), on the points of ``points`` (columns N, D, loss, accuracy)."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    pred = np.asarray(ladder.predict_loss({"N": points["N"], "D": points["D"]}))
+    sizes = points["N"].to_numpy(float)
+    sc = a1.scatter(points["loss"], pred, c=np.log10(sizes), cmap="viridis", s=16)
+    lims = [min(points["loss"].min(), pred.min()), max(points["loss"].max(), pred.max())]
+    a1.plot(lims, lims, color="grey", lw=0.8)
+    fig.colorbar(sc, ax=a1, label="log10 N")
+    a1.set_xlabel("measured task loss")
+    a1.set_ylabel("step 1: predicted task loss")
+    a1.set_title(f"step 1: {ladder.step1.formula()}", fontsize=7)
+    a2.scatter(points["loss"], points["accuracy"], c=np.log10(sizes), cmap="viridis", s=16)
+    grid = np.linspace(0, points["loss"].max() * 1.1, 200)
+    a2.plot(grid, ladder.step2.predict(grid), color="C1")
+    a2.set_xlabel("task loss (measured)")
+    a2.set_ylabel("accuracy")
+    a2.set_ylim(-0.03, 1.03)
+    a2.set_title(f"step 2: {ladder.step2.formula()}", fontsize=7)
+    return save(fig, fig_dir / "ladder")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from scaling.evaluate import accuracy_table
+from scaling.evaluate import accuracy_table, task_loss_table
 from scaling.optim import TrainState, constant, optimizer
 from scaling.rl import B2, PromptBatch, RLHyper, RLSpec, band_weights, rl_chunk
 from scaling.sample import left_pad
@@ -56,13 +56,15 @@ def update_pass_rates(pass_rate: np.ndarray, levels: np.ndarray, d_CxP: np.ndarr
 
 
 def ladder_point(cfg: ModelConfig, params_R, seeds, task: Task, ec: EvalConfig, seen: int) -> list[pd.DataFrame]:
-    """Held-out accuracy after ``seen`` RL prompts: greedy, and pass@1 sampled when ``ec.samples``."""
+    """Held-out accuracy after ``seen`` RL prompts (greedy, and pass@1 sampled when ``ec.samples``), each
+    row with the model's task loss."""
     tables = [accuracy_table(cfg, params_R, list(seeds), task, ec)]
     if ec.samples:
         tables.append(
             accuracy_table(cfg, params_R, list(seeds), task, ec, samples=ec.samples, temperature=ec.temperature)
         )
-    return [t.assign(prompts_seen=seen) for t in tables]
+    loss = task_loss_table(cfg, params_R, list(seeds), task, ec)
+    return [t.merge(loss, on=["seed", "difficulty"]).assign(prompts_seen=seen) for t in tables]
 
 
 def rl_train(

@@ -22,7 +22,7 @@ import pandas as pd
 from scaling import checkpoint, io
 from scaling.config import RunConfig
 from scaling.errors import StageFailed
-from scaling.evaluate import accuracy_table, budget_rows, sampling_rows, summarize
+from scaling.evaluate import LOSS_COLUMNS, accuracy_table, budget_rows, sampling_rows, summarize, task_loss_table
 from scaling.plan import estimate_flops, model_config
 from scaling.rl_train import rl_train
 from scaling.specs import flops_per_token, param_counts
@@ -113,6 +113,7 @@ def eval_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress
     if ec.samples:
         sampled = accuracy_table(cfg, params_R, seeds, task, ec, samples=ec.samples, temperature=ec.temperature)
         acc = pd.concat([acc, sampled])
+    acc = acc.merge(task_loss_table(cfg, params_R, seeds, task, ec), on=["seed", "difficulty"])
     write_table(acc, out / "accuracy")
     progress(1, 1 + bool(tt.budgets or tt.ks))
     log(f"greedy accuracy in {time.perf_counter() - t0:.1f}s")
@@ -153,7 +154,10 @@ def point_rows(run: RunConfig, dirs: dict[str, Path], summaries: dict[str, dict]
             thinking_tokens=("thinking_tokens", "mean"),
             total_tokens=("total_tokens", "mean"),
         )
-        parts.append(per.assign(source="eval", rl_prompts=rl.get("rl_prompts", 0)))
+        loss = acc.drop_duplicates(["seed", "difficulty"])[["seed", "difficulty", *LOSS_COLUMNS]]
+        parts.append(
+            per.merge(loss, on=["seed", "difficulty"]).assign(source="eval", rl_prompts=rl.get("rl_prompts", 0))
+        )
     if "rl" in dirs:
         ladder = pd.read_csv(dirs["rl"] / "ladder.csv").rename(
             columns={"accuracy": "value", "prompts_seen": "rl_prompts"}
@@ -161,6 +165,10 @@ def point_rows(run: RunConfig, dirs: dict[str, Path], summaries: dict[str, dict]
         parts.append(ladder.assign(source="rl_ladder", budget=-1, k=1))
     rows = pd.concat(parts, ignore_index=True)
     completions = rows["rl_prompts"] * (run.rl.group_size if "rl" in dirs else 0)
+    history = io.read_json(dirs["train"] / "metrics.json", "training metrics")
+    final_loss = {
+        s: float(np.mean(loss[-max(1, len(loss) // 10) :])) for s, loss in zip(history["seeds"], history["loss"])
+    }
     return rows.assign(
         metric="accuracy",
         task=run.task,
@@ -174,4 +182,5 @@ def point_rows(run: RunConfig, dirs: dict[str, Path], summaries: dict[str, dict]
         rl_completions=completions,
         rl_flops=rl.get("rl_flops", 0.0) * rows["rl_prompts"] / max(rl.get("rl_prompts", 1), 1),
         in_train_range=rows["difficulty"].between(*run.train.difficulties),
+        train_loss=rows["seed"].map(final_loss),
     )

@@ -114,3 +114,37 @@ def test_planning_notebook_runs_end_to_end(quick_run, tmp_path, monkeypatch):
     assert "thinking" in outputs and "Error" not in outputs
     assert os.environ["SCALING_RUN_DIR"] == str(quick_run)
     assert Path(quick_run / "laws").is_dir()
+
+
+def synthetic_results(accuracy, models=None, seeds=(0, 1, 2)) -> pd.DataFrame:
+    """A results table of final greedy models only, accuracy(preset index, seed) on difficulties 1-2."""
+    rows = []
+    for i, model in enumerate(models or ("d32", "d48", "d64", "d80", "d96")):
+        for seed in seeds:
+            for d in (1, 2):
+                rows.append(
+                    {"source": "eval", "strategy": "greedy", "model": model, "params": 1e4 * 2**i,
+                     "non_embedding_params": 8e3 * 2**i, "seed": seed, "difficulty": d, "value": accuracy(i, seed),
+                     "in_train_range": True, "rl_prompts": 0, "budget": -1, "k": 1, "train_tokens": 1e6,
+                     "train_flops": 1e12 * 2**i, "task": "add", "answer_loss": 1.0, "train_loss": 0.5}
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("name", "accuracy", "reason"),
+    [
+        ("constant", lambda i, s: 0.5, "constant"),
+        ("all zero", lambda i, s: 0.0, "constant"),
+        ("one x", None, "distinct params"),
+        ("nan rows", lambda i, s: np.nan if s == 0 else 0.1 * i, "non-finite value were left out"),
+    ],
+)
+def test_analysis_never_crashes_on_degenerate_data(tmp_path, name, accuracy, reason):
+    df = synthetic_results(accuracy or (lambda i, s: 0.2 + 0.1 * s), models=("d32",) if accuracy is None else None)
+    run = tmp_path / "run"
+    run.mkdir()
+    df.to_parquet(run / "results.parquet")
+    res = analyze(run, bootstrap=10)
+    assert any(reason in line for line in res.skipped), res.skipped
+    assert "## Skipped" in (run / "report.md").read_text()

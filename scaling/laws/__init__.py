@@ -11,10 +11,14 @@ Forms (params keyed by exactly these names):
     exp_power          y = exp(-a x^-b)             (coverage / pass@k vs k)
     log_linear         y = a + b log x
     chinchilla         y = E + A / N^alpha + B / D^beta,  x = [N, D]
+    logistic           y = R0 + (A - R0) / (1 + exp(k (x - x0)))  (accuracy from a task loss x)
+
+Two steps: ``fit_ladder`` (task loss from N and D, then accuracy from the loss; ``Ladder``).
 """
 
 from scaling.errors import LawError
-from scaling.laws.forms import FORMS, SINGLE_INPUT_FORMS
+from scaling.laws.forms import FORMS, RESOURCE_FORMS, SINGLE_INPUT_FORMS
+from scaling.laws.ladder import Ladder, fit_ladder
 from scaling.laws.law import Law, load
 from scaling.laws.planning import Allocation, ComputeOptimal, allocate, compute_optimal
 
@@ -31,15 +35,18 @@ def __getattr__(name: str):
 
 __all__ = [
     "FORMS",
+    "RESOURCE_FORMS",
     "SINGLE_INPUT_FORMS",
     "Allocation",
     "ComputeOptimal",
     "Holdout",
+    "Ladder",
     "Law",
     "LawError",
     "allocate",
     "compute_optimal",
     "fit",
+    "fit_ladder",
     "holdout",
     "load",
 ]

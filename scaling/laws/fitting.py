@@ -2,8 +2,9 @@
 
 Objective (summed, never averaged, so tolerances mean the same at any number of points):
     sum_i w_i * rho(r_i),  r_i = log y_i - log y_hat_i  (space "log")  or  y_i - y_hat_i ("linear")
-with rho = Huber_delta (default delta = 1e-3) or r^2 / 2 (loss "squared"); w_i = 1, or the
-bootstrap resample counts. All starts are minimised at once by a batched BFGS in float64.
+with rho = Huber_delta (default delta = 1e-3) or r^2 / 2 (loss "squared"); w_i = the sample weights
+(1 by default; e.g. inverse variances), times the bootstrap resample counts. All starts are minimised at
+once by a batched BFGS in float64. Extrapolation scores: ``scaling.laws.extrapolation``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling.errors import LawError
-from scaling.laws.forms import FORMS, SINGLE_INPUT_FORMS, Bounds, Form
+from scaling.laws.extrapolation import (
+    SATURATION,
+    Extrapolation,
+    naive_forecasts,
+    point_means,
+    skill_draws,
+    standard_error,
+)
+from scaling.laws.forms import BOUNDS, FORMS, RESOURCE_FORMS, Bounds, Form
 from scaling.laws.law import Law
 from scaling.laws.optimize import minimize_batch
 
@@ -40,6 +49,7 @@ class Table:
     y: np.ndarray
     group: np.ndarray  # row -> index of its distinct x point
     size: np.ndarray  # per row: x for one input, the product of inputs otherwise (compute ~ N*D)
+    w: np.ndarray  # per row: sample weight (>= 0)
 
     @property
     def n(self) -> int:
@@ -52,7 +62,10 @@ class Table:
     def subset(self, rows: np.ndarray) -> Table:
         xs = [c[rows] for c in self.xs]
         _, group = np.unique(np.stack(xs, axis=1), axis=0, return_inverse=True)
-        return Table(self.x_names, self.y_name, xs, self.y[rows], group.ravel(), self.size[rows])
+        return Table(self.x_names, self.y_name, xs, self.y[rows], group.ravel(), self.size[rows], self.w[rows])
+
+    def as_data(self) -> dict[str, np.ndarray]:
+        return dict(zip([*self.x_names, self.y_name], [*self.xs, self.y]))
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -77,7 +90,26 @@ def _column(data: Any, name: str) -> np.ndarray:
     return col
 
 
-def as_table(data: Any, x: str | Sequence[str], y: str) -> Table:
+def _weights(data: Any, weights: Any, n: int) -> np.ndarray:
+    """Sample weights: ones, a column name, or an array of n non-negative numbers (not all zero)."""
+    if weights is None:
+        return np.ones(n)
+    if isinstance(weights, str):
+        w, what = _column(data, weights), f"weights column {weights!r}"
+    else:
+        w, what = np.asarray(weights, dtype=np.float64), "weights"
+        if w.shape != (n,):
+            raise LawError(f"weights must have one value per row ({n}), got shape {w.shape}")
+        if not np.all(np.isfinite(w)):
+            raise LawError("weights must be finite")
+    if np.any(w < 0):
+        raise LawError(f"{what} must be >= 0; found {w[np.flatnonzero(w < 0)[0]]:g} at row {np.flatnonzero(w < 0)[0]}")
+    if not np.any(w > 0):
+        raise LawError(f"{what} are all zero: no point would count")
+    return w
+
+
+def as_table(data: Any, x: str | Sequence[str], y: str, weights: Any = None) -> Table:
     """Validate ``data`` (DataFrame or mapping of arrays) and pull out float64 columns."""
     if not (hasattr(data, "columns") or isinstance(data, Mapping)):
         raise LawError(f"data must be a pandas DataFrame or a mapping of arrays, got {type(data).__name__}")
@@ -93,7 +125,7 @@ def as_table(data: Any, x: str | Sequence[str], y: str) -> Table:
         raise LawError("the data has no rows")
     _, group = np.unique(np.stack(xs, axis=1), axis=0, return_inverse=True)
     size = np.prod(np.stack(xs, axis=1), axis=1)
-    return Table(x_names, y, xs, yv, group.ravel(), size)
+    return Table(x_names, y, xs, yv, group.ravel(), size, _weights(data, weights, len(yv)))
 
 
 def _check(table: Table, form: Form, space: str) -> None:
@@ -101,11 +133,12 @@ def _check(table: Table, form: Form, space: str) -> None:
     if len(table.xs) != form.inputs:
         raise LawError(f"form {form.name!r} takes {form.inputs} x column(s), got {table.x_names}")
     for name, col in zip(table.x_names, table.xs):
-        bad = np.flatnonzero(col <= 0)
+        bad = np.flatnonzero(col <= 0 if form.log_x else col < 0)
         if bad.size:
+            need = "> 0" if form.log_x else ">= 0"
+            why = " (it uses log x)" if form.log_x else ""
             raise LawError(
-                f"column {name!r} must be > 0 for form {form.name!r} (it uses log x); "
-                f"found {col[bad[0]]:g} at row {bad[0]}"
+                f"column {name!r} must be {need} for form {form.name!r}{why}; found {col[bad[0]]:g} at row {bad[0]}"
             )
     if np.ptp(table.y) == 0:
         raise LawError(f"column {table.y_name!r} is constant ({table.y[0]:g}): there is no trend to fit")
@@ -117,7 +150,7 @@ def _check(table: Table, form: Form, space: str) -> None:
         )
     if form.name == "exp_power" and np.any(table.y > 1):
         raise LawError(f"form 'exp_power' models a probability: column {table.y_name!r} must be in (0, 1]")
-    if table.n_distinct < len(form.params):
+    if np.count_nonzero(np.bincount(table.group, weights=table.w)) < len(form.params):
         raise LawError(
             f"form {form.name!r} has {len(form.params)} parameters but the data has only "
             f"{table.n_distinct} distinct x point(s)"
@@ -162,14 +195,31 @@ def _grid(form: Form, starts: Any, table: Table, bounds: Bounds) -> np.ndarray:
     return grid
 
 
+def _bucket(n: int, floor: int, per_octave: int) -> int:
+    """n rounded up to one of ``per_octave`` sizes per power of two (at least ``floor``)."""
+    if n <= floor:
+        return floor
+    step = max(1, 2 ** (n.bit_length() - 1) // per_octave)
+    return -(-n // step) * step
+
+
 def _run(form: Form, opts: FitOptions, u0, w, table: Table, bounds: Bounds, maxiter: int, x64: bool = True):
+    """``_minimize`` from every start in ``u0`` with row weights ``w`` (starts x rows).
+
+    Starts and rows are padded to a few bucketed sizes so that a holdout refit, a bootstrap and the
+    next law of a similar table reuse one compiled program: padded rows repeat row 0 with weight 0,
+    padded starts repeat start 0, and both are cut from the results."""
+    n_starts, n_rows = len(u0), table.n
+    rows = np.r_[np.arange(n_rows), np.zeros(_bucket(n_rows, 16, 1) - n_rows, int)]
+    starts = np.r_[np.arange(n_starts), np.zeros(_bucket(n_starts, 32, 4) - n_starts, int)]
+    w = np.where(np.arange(len(rows)) < n_rows, np.asarray(w)[:, rows], 0.0)[starts]
     dt = jnp.float64 if x64 else jnp.float32
     with jax.enable_x64(x64):
         res = _minimize(
-            jnp.asarray(u0, dt),
+            jnp.asarray(np.asarray(u0)[starts], dt),
             jnp.asarray(w, dt),
-            tuple(jnp.asarray(c, dt) for c in table.xs),
-            jnp.asarray(table.y, dt),
+            tuple(jnp.asarray(c[rows], dt) for c in table.xs),
+            jnp.asarray(table.y[rows], dt),
             jnp.asarray(bounds.array(), dt),
             jnp.asarray(opts.delta, dt),
             jnp.int32(maxiter),
@@ -177,7 +227,7 @@ def _run(form: Form, opts: FitOptions, u0, w, table: Table, bounds: Bounds, maxi
             space=opts.space,
             loss=opts.loss,
         )
-        return tuple(np.asarray(a) for a in res)
+        return tuple(np.asarray(a)[:n_starts] for a in res)
 
 
 def _multistart(form: Form, opts: FitOptions, u0, table: Table, bounds: Bounds):
@@ -186,7 +236,7 @@ def _multistart(form: Form, opts: FitOptions, u0, table: Table, bounds: Bounds):
     The screen only ranks starts, so it runs in float32 (XLA's float64 exp/log on CPU are ~10x
     slower); the refinement, and everything reported, is float64.
     """
-    ones = np.ones((len(u0), table.n))
+    ones = np.broadcast_to(table.w, (len(u0), table.n))
     screened = len(u0) > opts.refine > 0
     if screened:
         _, f, _, _ = _run(form, opts, u0, ones, table, bounds, opts.screen_iters, x64=False)
@@ -212,12 +262,13 @@ def bootstrap_weights(table: Table, n: int, rng: np.random.Generator) -> tuple[n
     within each point, keeping every point; otherwise points are resampled with replacement."""
     sizes = np.bincount(table.group)
     if sizes.max() == 1:
-        return rng.multinomial(table.n, np.full(table.n, 1.0 / table.n), size=n).astype(np.float64), "points"
+        counts = rng.multinomial(table.n, np.full(table.n, 1.0 / table.n), size=n).astype(np.float64)
+        return counts * table.w, "points"
     w = np.zeros((n, table.n))
     for g, m in enumerate(sizes):
         rows = np.flatnonzero(table.group == g)
         w[:, rows] = rng.multinomial(m, np.full(m, 1.0 / m), size=n)
-    return w, "within_points"
+    return w * table.w, "within_points"
 
 
 def _natural(form: Form, u: np.ndarray, bounds: Bounds) -> np.ndarray:
@@ -236,7 +287,7 @@ def _r2(form: Form, theta: np.ndarray, table: Table, means: bool = False) -> flo
         y_hat = np.bincount(table.group, weights=np.broadcast_to(y_hat, table.y.shape)) / counts
     ss_res = float(np.sum((y - y_hat) ** 2))
     ss_tot = float(np.sum((y - y.mean()) ** 2))
-    return 1.0 - ss_res / ss_tot
+    return 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
 
 
 def _positive_int(name: str, value: Any, minimum: int = 0) -> int:
@@ -254,6 +305,7 @@ class FitOptions:
     space: str | None = None  # None: the form's own
     starts: Any = None
     ceiling: float | None = None
+    bounds: str = "data"  # asymptotes bounded by the data, or only at the physical limits
     maxiter: int = 2000
     refine: int = 32
     screen_iters: int = 50
@@ -267,6 +319,8 @@ class FitOptions:
             raise LawError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if not (isinstance(self.delta, (int, float)) and self.delta > 0 and math.isfinite(self.delta)):
             raise LawError(f"delta must be a positive number, got {self.delta!r}")
+        if self.bounds not in BOUNDS:
+            raise LawError(f"bounds must be one of {BOUNDS}, got {self.bounds!r}")
         _positive_int("maxiter", self.maxiter, 1)
         return dataclasses.replace(self, space=space)
 
@@ -290,44 +344,62 @@ def fit(
     y: str,
     form: str = "auto",
     *,
+    weights: Any = None,
     bootstrap: int = 0,
     seed: int = 0,
     level: float = 0.95,
     holdout: int = 0,
+    saturation: float = SATURATION,
     **options,
 ) -> Law:
     """Fit ``form`` (a name in ``FORMS`` or ``"auto"``) to columns ``x`` -> ``y`` of ``data``.
 
     Options (``FitOptions``): loss/delta: Huber(delta) or squared residuals, summed over points;
-    space: residuals in "log" or "linear" y (default per form: log, linear for sigmoid_log and
-    log_linear); starts: None (the form's grid), a mapping param -> values (their product), or an
+    space: residuals in "log" or "linear" y (default per form: log, linear for sigmoid_log, logistic
+    and log_linear); starts: None (the form's grid), a mapping param -> values (their product), or an
     (I, J) array of natural parameters; every start is screened for ``screen_iters`` iterations and
     the best ``refine`` run to convergence (``refine=0`` runs all to convergence); ceiling: upper
-    limit of a sigmoid's asymptote (default 1 for y in [0, 1], else none).
+    limit of an upper asymptote (default 1 for y in [0, 1], else none); bounds: "data" (asymptotes
+    and floors bounded by the observed y) or "physical" (only by floor and ceiling).
+    weights: per-row sample weights (a column name or an array; >= 0, not all zero).
     bootstrap=B > 0 refits B resamples (seeded by ``seed``) for ``law.ci`` at ``level`` and
-    ``law.interval``. holdout=k > 0 also records the extrapolation check on the k largest points.
+    ``law.interval``. holdout=k > 0 refits without the k largest points and scores the refit there
+    against naive forecasts (``law.holdout_error``, ``law.naive_error``, ``law.skill``; see
+    ``scaling.laws.extrapolation``; ``saturation`` is the plateau margin, in y units).
     """
-    table = as_table(data, x, y)
+    table = as_table(data, x, y, weights)
     opts = _options(options)
     if not 0 < level < 1:
         raise LawError(f"level must be in (0, 1), got {level!r}")
     bootstrap = _positive_int("bootstrap", bootstrap)
     holdout = _positive_int("holdout", holdout)
     if form == "auto":
-        return _fit_auto(table, opts, holdout=holdout, bootstrap=bootstrap, seed=seed, level=level)
-    if form not in FORMS:
-        raise LawError(f"unknown form {form!r}; choose one of {sorted(FORMS)} or 'auto'")
-    spec = FORMS[form]
+        return _fit_auto(table, opts, holdout, bootstrap=bootstrap, seed=seed, level=level, saturation=saturation)
+    spec = _form(form)
     opts = opts.resolved(spec)
     _check(table, spec, opts.space)
+    law = _fit_table(table, spec, opts, bootstrap, seed, level)
+    if holdout:
+        law.holdout = _holdout(table, spec, holdout, opts, bootstrap, seed, saturation).summary()
+    return law
+
+
+def _form(name: str) -> Form:
+    if name not in FORMS:
+        raise LawError(f"unknown form {name!r}; choose one of {sorted(FORMS)} or 'auto'")
+    return FORMS[name]
+
+
+def _fit_table(table: Table, spec: Form, opts: FitOptions, bootstrap: int, seed: int, level: float) -> Law:
+    """The fitted law of a validated table (no holdout)."""
     t0 = time.perf_counter()
     bounds, u_best, info = _best_fit(spec, table, opts)
     with np.errstate(over="ignore"):
         theta = _natural(spec, u_best, bounds)
     if not np.all(np.isfinite(theta)):
         bad = [f"{n}={v:g}" for n, v in zip(spec.params, theta) if not np.isfinite(v)]
-        raise LawError(f"fit of {form!r} diverged ({', '.join(bad)}): the form does not describe this data")
-    saved = opts.saved() | {"bootstrap": bootstrap, "seed": seed}
+        raise LawError(f"fit of {spec.name!r} diverged ({', '.join(bad)}): the form does not describe this data")
+    saved = opts.saved() | {"bootstrap": bootstrap, "seed": seed, "weighted": bool(np.any(table.w != 1))}
     ci, samples = {}, None
     if bootstrap:
         samples, how = _bootstrap(spec, table, bounds, u_best, opts, bootstrap, seed, info)
@@ -335,10 +407,12 @@ def fit(
         ci = {name: (float(a), float(b)) for name, a, b in zip(spec.params, lo, hi)}
         saved["bootstrap_resampling"] = how
     info["seconds"] = time.perf_counter() - t0
-    law = Law(
-        form=form,
+    if spec.steepness is not None:  # what ``Law.is_step`` checks the transition against
+        info["x_values"] = np.unique(table.xs[0]).tolist()
+    return Law(
+        form=spec.name,
         x=table.x_names,
-        y=y,
+        y=table.y_name,
         params={name: float(v) for name, v in zip(spec.params, theta)},
         bounds=bounds,
         options=saved,
@@ -351,16 +425,14 @@ def fit(
         samples=samples,
         fit_info=info,
     )
-    if holdout:
-        law.holdout = _holdout(table, spec.name, holdout, opts).summary()
-    return law
 
 
 def _best_fit(spec: Form, table: Table, opts: FitOptions) -> tuple[Bounds, np.ndarray, dict]:
     """Bounds from the data, and the best internal parameters over every start (with the fit's record)."""
     # Asymptote bounds come from the mean y of each distinct x: with seeds, the law is the expected
     # curve, and one lucky seed must not force the asymptote above every mean.
-    bounds = Bounds.from_y(np.bincount(table.group, weights=table.y) / np.bincount(table.group), opts.ceiling)
+    means = np.bincount(table.group, weights=table.y) / np.bincount(table.group)
+    bounds = Bounds.from_y(means, opts.ceiling, opts.bounds)
     u0 = spec.internal(_grid(spec, opts.starts, table, bounds), bounds)
     u0 = u0[np.all(np.isfinite(u0), axis=1)]
     if len(u0) == 0:
@@ -386,94 +458,130 @@ def _bootstrap(spec, table, bounds, u_best, opts: FitOptions, n: int, seed: int,
 
 @dataclass
 class Holdout:
-    """Extrapolation check: a law fitted without the ``n_holdout`` largest x points, scored on them.
-
-    Errors compare the prediction with the mean y over the rows (seeds) of each held-out point.
-    """
+    """Extrapolation check: ``law`` fitted without the ``n_holdout`` largest points, scored on them
+    (``check``: errors against the mean y over each held-out point's rows, naive forecasts, skill)."""
 
     law: Law
-    n_holdout: int
-    x: list[list[float]]  # held-out points, one list of inputs each, smallest first
-    y: np.ndarray  # observed mean y per held-out point
-    y_pred: np.ndarray
+    check: Extrapolation
 
     @property
-    def abs_error(self) -> np.ndarray:
-        return np.abs(self.y - self.y_pred)
+    def n_holdout(self) -> int:
+        return len(self.check.y)
+
+    @property
+    def x(self) -> list[list[float]]:
+        return self.check.x
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.check.y
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.check.y_pred
 
     @property
     def mean_abs_error(self) -> float:
-        return float(np.mean(self.abs_error))
+        return self.check.error
 
     @property
     def max_abs_error(self) -> float:
-        return float(np.max(self.abs_error))
+        return float(np.max(np.abs(self.y - self.y_pred)))
 
     @property
-    def mean_rel_error(self) -> float:
-        return float(np.mean(self.abs_error / np.abs(self.y)))
+    def naive_error(self) -> float:
+        return self.check.naive_error
+
+    @property
+    def skill(self) -> float | None:
+        return self.check.skill
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "n_holdout": self.n_holdout,
-            "mean_abs_error": self.mean_abs_error,
-            "max_abs_error": self.max_abs_error,
-            "mean_rel_error": self.mean_rel_error,
-            "points": [
-                {"x": xv, "y": float(yo), "y_pred": float(yp)} for xv, yo, yp in zip(self.x, self.y, self.y_pred)
-            ],
-        }
+        return self.check.summary()
 
 
-def _holdout(table: Table, form: str, n_holdout: int, opts: FitOptions) -> Holdout:
-    # Order distinct points by size (x, or the product of inputs, ~ compute for chinchilla).
-    size = np.zeros(table.n_distinct)
-    size[table.group] = table.size
+def _holdout(table: Table, spec: Form, n_holdout: int, opts: FitOptions, bootstrap: int, seed: int, saturation):
+    """Refit without the ``n_holdout`` largest distinct points (by size) and score the refit on them."""
     n_keep = table.n_distinct - n_holdout
-    if n_keep < len(FORMS[form].params):
+    if n_keep < len(spec.params):
         raise LawError(
             f"holding out {n_holdout} of {table.n_distinct} distinct points leaves {max(n_keep, 0)}, "
-            f"fewer than the {len(FORMS[form].params)} parameters of {form!r}"
+            f"fewer than the {len(spec.params)} parameters of {spec.name!r}"
         )
+    size = np.zeros(table.n_distinct)
+    size[table.group] = table.size
     held = np.argsort(size, kind="stable")[n_keep:]
-    sub = table.subset(np.flatnonzero(~np.isin(table.group, held)))
-    data = dict(zip([*sub.x_names, sub.y_name], [*sub.xs, sub.y]))
-    law = fit(data, sub.x_names, sub.y_name, form, **dataclasses.asdict(opts))
-    xs_held, y_held = [], []
-    for g in held:
-        rows = table.group == g
-        xs_held.append([float(c[rows][0]) for c in table.xs])
-        y_held.append(float(np.mean(table.y[rows])))
-    y_pred = np.asarray(law.predict(np.asarray(xs_held) if len(table.xs) > 1 else np.asarray(xs_held)[:, 0]))
-    return Holdout(law=law, n_holdout=n_holdout, x=xs_held, y=np.asarray(y_held), y_pred=np.atleast_1d(y_pred))
+    is_held = np.isin(table.group, held)
+    sub = table.subset(np.flatnonzero(~is_held))
+    _check(sub, spec, opts.space)
+    law = _fit_table(sub, spec, opts, bootstrap, seed, 0.95)
+    held_table = table.subset(np.flatnonzero(is_held))
+    size_held, y_held, held_rows = point_means(held_table.size, held_table.y, held_table.group)
+    size_fit, y_fit, fit_rows = point_means(sub.size, sub.y, sub.group)
+    xs_held = [[float(c[held_table.group == g][0]) for c in held_table.xs] for g in np.unique(held_table.group)]
+    xs_held = [xs_held[i] for i in np.argsort([np.prod(p) for p in xs_held], kind="stable")]
+    inputs = np.asarray(xs_held) if len(table.xs) > 1 else np.asarray(xs_held)[:, 0]
+    y_pred = np.atleast_1d(np.asarray(law.predict(inputs), dtype=np.float64))
+    draws = np.zeros(0)
+    if law.samples is not None and len(law.samples):
+        pred_draws, _ = law.predict_draws(inputs)
+        draws = skill_draws(pred_draws, fit_rows, size_fit, held_rows, size_held, np.random.default_rng(seed))
+    check = Extrapolation(
+        x=xs_held,
+        y=y_held,
+        y_pred=y_pred,
+        naive=naive_forecasts(size_fit, y_fit, size_held),
+        se=standard_error(held_rows),
+        limit=spec.limit(tuple(law.params.values())),
+        step=law.is_step,
+        saturation=saturation,
+        skill_draws=draws,
+    )
+    return Holdout(law, check)
 
 
-def holdout(data: Any, x: str | Sequence[str], y: str, form: str, n_holdout: int = 1, **options) -> Holdout:
-    """Fit ``form`` on all but the ``n_holdout`` largest x points (largest N*D for chinchilla)
-    and report the error of its predictions on them: how a law is judged (not by R^2)."""
-    if form not in FORMS:
-        raise LawError(f"unknown form {form!r}; choose one of {sorted(FORMS)}")
+def holdout(
+    data: Any,
+    x: str | Sequence[str],
+    y: str,
+    form: str,
+    n_holdout: int = 1,
+    *,
+    weights: Any = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    saturation: float = SATURATION,
+    **options,
+) -> Holdout:
+    """Fit ``form`` on all but the ``n_holdout`` largest x points (largest N*D for chinchilla) and score
+    its predictions there against naive forecasts: how a law is judged (not by R^2)."""
+    spec = _form(form)
     n_holdout = _positive_int("n_holdout", n_holdout, 1)
-    return _holdout(as_table(data, x, y), form, n_holdout, _options(options))
+    opts = _options(options).resolved(spec)
+    return _holdout(as_table(data, x, y, weights), spec, n_holdout, opts, bootstrap, seed, saturation)
 
 
-def _fit_auto(table: Table, opts: FitOptions, *, holdout: int, **fit_kw) -> Law:
-    """Choose among the single-input forms by held-out extrapolation error."""
+def _fit_auto(table: Table, opts: FitOptions, holdout: int, *, bootstrap, seed, level, saturation) -> Law:
+    """Choose among the resource forms by held-out extrapolation error (the same naive forecasts for
+    every form, so the lowest error is the highest skill)."""
     if len(table.xs) != 1:
         raise LawError(f"form 'auto' chooses among single-input forms; got x = {table.x_names}")
     k = holdout or max(1, round(0.2 * table.n_distinct))
-    opts = dataclasses.replace(opts, space=None)  # every form in its own residual space
     errors: dict[str, float] = {}
     reasons: dict[str, str] = {}
-    for name in SINGLE_INPUT_FORMS:
+    for name in RESOURCE_FORMS:
+        spec = FORMS[name]
         try:
-            errors[name] = _holdout(table, name, k, opts).mean_abs_error
+            own = dataclasses.replace(opts, space=None).resolved(spec)  # every form in its own residual space
+            _check(table, spec, own.space)
+            errors[name] = _holdout(table, spec, k, own, 0, seed, saturation).mean_abs_error
         except LawError as e:
             reasons[name] = str(e)
     if not errors:
         raise LawError("no form could be fitted: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
-    best = min(errors, key=errors.get)
-    data = dict(zip([*table.x_names, table.y_name], [*table.xs, table.y]))
-    law = fit(data, table.x_names, table.y_name, best, holdout=k, **fit_kw, **dataclasses.asdict(opts))
+    best = FORMS[min(errors, key=errors.get)]
+    own = dataclasses.replace(opts, space=None).resolved(best)
+    law = _fit_table(table, best, own, bootstrap, seed, level)
+    law.holdout = _holdout(table, best, k, own, bootstrap, seed, saturation).summary()
     law.options["auto"] = {"holdout": k, "errors": errors, "skipped": reasons}
     return law

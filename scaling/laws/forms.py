@@ -4,13 +4,17 @@ Every form is written once over an array module ``xp`` (numpy for ``Law.predict`
 inside the fitter), so a saved law predicts with exactly the formula it was fitted with.
 
 Fitting happens in an unconstrained *internal* space ``u``; ``natural(u, bounds)`` maps it to
-the documented parameters and enforces the physical bounds:
-- a floor (``E`` of ``saturating_power`` and ``chinchilla``) lies in (0, min y): an irreducible
+the documented parameters and enforces the bounds. With ``bounds="data"`` (the default):
+- a floor (``E`` of ``saturating_power`` and ``chinchilla``) lies in (0, min y]: an irreducible
   error cannot be above the best value observed;
-- ``sigmoid_log``'s upper asymptote ``A`` lies in [max y, ceiling] (ceiling 1 when every y is in
-  [0, 1], e.g. accuracies), its lower asymptote ``R0`` in [floor, min y] (floor 0 when y >= 0)
-  and its steepness ``B`` in (0, 100].
-Here min y and max y are over the mean y of each distinct x (seeds at one x are averaged).
+- a lower asymptote (``R0`` of ``sigmoid_log`` and ``logistic``) lies in [floor, min y] (floor 0
+  when y >= 0) and an upper one (``A``) in [max y, ceiling] (ceiling 1 when every y is in [0, 1],
+  e.g. accuracies).
+Here min y and max y are over the mean y of each distinct x (seeds at one x are averaged). With
+``bounds="physical"`` only the physical limits remain: asymptotes in [floor, ceiling] and floors
+in (0, ceiling], as published fits use (an OLMo step-2 sigmoid puts its floor above the smallest
+observed accuracy). Steepness (``B`` of ``sigmoid_log``, ``k`` of ``logistic``) is capped: a fit
+that reaches the cap is a step, not a law (``Law.is_step``).
 """
 
 from __future__ import annotations
@@ -20,26 +24,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
+BOUNDS = ("data", "physical")
+
 
 @dataclass(frozen=True)
 class Bounds:
-    """Data-derived limits for the bounded parameters (saved with the law)."""
+    """Limits for the bounded parameters, from the data and the chosen mode (saved with the law)."""
 
     y_min: float
     y_max: float
     floor: float  # lower limit of a lower asymptote (0 for non-negative metrics, else -inf)
     ceiling: float  # upper limit of an upper asymptote (1 for metrics in [0, 1], else +inf)
+    mode: str = "data"
 
     @classmethod
-    def from_y(cls, y: np.ndarray, ceiling: float | None = None) -> Bounds:
+    def from_y(cls, y: np.ndarray, ceiling: float | None = None, mode: str = "data") -> Bounds:
         y_min, y_max = float(np.min(y)), float(np.max(y))
         floor = 0.0 if y_min >= 0 else -np.inf
         if ceiling is None:
             ceiling = 1.0 if (y_min >= 0 and y_max <= 1) else np.inf
-        return cls(y_min, y_max, floor, float(ceiling))
+        return cls(y_min, y_max, floor, float(ceiling), mode)
+
+    @property
+    def lower_max(self) -> float:
+        """Largest value of a lower asymptote or floor: min y (data) or the ceiling (physical)."""
+        return self.y_min if self.mode == "data" else self.ceiling
+
+    @property
+    def upper_min(self) -> float:
+        """Smallest value of an upper asymptote: max y (data) or the floor (physical)."""
+        return self.y_max if self.mode == "data" else self.floor
 
     def array(self) -> np.ndarray:
-        return np.array([self.y_min, self.y_max, self.floor, self.ceiling], dtype=np.float64)
+        """[lower_max, upper_min, floor, ceiling]: what ``Form.natural`` reads inside the fitter."""
+        return np.array([self.lower_max, self.upper_min, self.floor, self.ceiling], dtype=np.float64)
 
 
 def _sigmoid(z, xp):
@@ -61,40 +79,52 @@ def _softplus_inv(v):
 
 
 def _below(u, top, xp):
-    """A value in (0, top) as top * exp(-softplus(u)): log-uniform-friendly floor."""
-    return top * xp.exp(-_softplus(u, xp))
+    """A positive value below ``top``: top * exp(-softplus(u)) (log-uniform-friendly), exp(u) for an
+    infinite top."""
+    finite = xp.isfinite(top)
+    top_safe = xp.where(finite, top, 1.0)
+    return xp.where(finite, top_safe * xp.exp(-_softplus(u, xp)), xp.exp(u))
 
 
 def _below_inv(v, top):
+    if not np.isfinite(top):
+        return np.log(np.maximum(v, 1e-300))
     return _softplus_inv(np.log(top) - np.log(np.clip(v, 1e-300, top * (1 - 1e-6))))
 
 
-def _between(u, lo, hi, xp):
-    """A value in [lo, hi] when lo is finite, else in (-inf, hi] (hi - exp(u))."""
-    finite = xp.isfinite(lo)
-    lo_safe = xp.where(finite, lo, hi - 1.0)
-    return xp.where(finite, lo_safe + (hi - lo_safe) * _sigmoid(u, xp), hi - xp.exp(u))
+def _interval(u, lo, hi, xp):
+    """A value in [lo, hi]: lo + (hi - lo) sigmoid(u) when both are finite, lo + exp(u) or hi - exp(u)
+    when one is infinite, u when both are."""
+    lo_ok, hi_ok = xp.isfinite(lo), xp.isfinite(hi)
+    lo_s, hi_s = xp.where(lo_ok, lo, 0.0), xp.where(hi_ok, hi, 0.0)
+    both = lo_s + (hi_s - lo_s) * _sigmoid(u, xp)
+    return xp.where(lo_ok & hi_ok, both, xp.where(lo_ok, lo_s + xp.exp(u), xp.where(hi_ok, hi_s - xp.exp(u), u)))
 
 
-def _between_inv(v, lo, hi):
+def _interval_inv(v, lo, hi):
+    v = np.asarray(v, dtype=np.float64)
+    if np.isfinite(lo) and np.isfinite(hi):
+        return _logit((v - lo) / max(hi - lo, 1e-300))
     if np.isfinite(lo):
-        width = max(hi - lo, 1e-300)
-        return _logit((v - lo) / width)
-    return np.log(np.maximum(hi - v, 1e-12))
-
-
-def _above(u, lo, hi, xp):
-    """A value in [lo, hi] when hi is finite, else in [lo, inf) (lo + exp(u))."""
-    finite = xp.isfinite(hi)
-    hi_safe = xp.where(finite, hi, lo + 1.0)
-    return xp.where(finite, lo + (hi_safe - lo) * _sigmoid(u, xp), lo + xp.exp(u))
-
-
-def _above_inv(v, lo, hi):
+        return np.log(np.maximum(v - lo, 1e-12))
     if np.isfinite(hi):
-        width = max(hi - lo, 1e-300)
-        return _logit((v - lo) / width)
-    return np.log(np.maximum(v - lo, 1e-12))
+        return np.log(np.maximum(hi - v, 1e-12))
+    return v
+
+
+def _asymptote_starts(y: np.ndarray, b: Bounds) -> tuple[list[float], list[float]]:
+    """Starting values of a lower (R0) and an upper (A) asymptote, inside their bounds. With data bounds
+    they lie between floor and min y, and between max y and ceiling; with physical bounds between the
+    floor and the lower quartile of y, and between the upper quartile and the ceiling (not on a bound,
+    where a sigmoid reparametrisation has no gradient to leave it)."""
+    lo = b.floor if np.isfinite(b.floor) else b.y_min - (b.y_max - b.y_min)
+    hi = b.ceiling if np.isfinite(b.ceiling) else b.y_max + (b.y_max - b.y_min)
+    if b.mode == "data":
+        return [lo + f * (b.y_min - lo) for f in (0.1, 0.5, 0.9)], [
+            b.y_max + f * (hi - b.y_max) for f in (0.1, 0.5, 0.9)
+        ]
+    q25, q75 = np.quantile(y, [0.25, 0.75])
+    return [lo + f * (q25 - lo) for f in (0.1, 0.5, 0.9)], [hi - f * (hi - q75) for f in (0.02, 0.2, 0.6)]
 
 
 def _product(*axes) -> np.ndarray:
@@ -134,6 +164,19 @@ class Form:
         """Open interval of y values that ``solve`` can reach."""
         raise NotImplementedError
 
+    def limit(self, p) -> float | None:
+        """The value y approaches as x grows (an asymptote or floor), None if it grows without bound."""
+        return None
+
+    steepness: str | None = None  # the parameter capped at ``steepness_max``: at the cap the fit is a step
+    steepness_max: float = np.inf
+
+    def transition(self, p) -> tuple[float, float] | None:
+        """The x range over which a sigmoid moves from 10% to 90% of its range (None: not a sigmoid)."""
+        return None
+
+    log_x: bool = True  # x enters through log x (so x > 0); False: any x >= 0 (a loss)
+
     def formula(self, p: dict[str, float], x: list[str], y: str) -> str:
         raise NotImplementedError
 
@@ -169,6 +212,9 @@ class Power(Form):
     def reachable(self, p):
         return (0.0, np.inf)
 
+    def limit(self, p):
+        return 0.0 if p[1] > 0 else None
+
     def formula(self, p, x, y):
         return f"{y} = {p['A']:.6g} * {x[0]}^{-p['alpha']:.6g}"
 
@@ -184,7 +230,8 @@ class SaturatingPower(Form):
         return _below(u[..., 0], b[0], xp), xp.exp(u[..., 1]), xp.exp(u[..., 2])
 
     def internal(self, p, b):
-        return np.stack([_below_inv(p[:, 0], b.y_min), np.log(p[:, 1]), np.log(np.maximum(p[:, 2], 1e-12))], axis=1)
+        E = _below_inv(p[:, 0], b.lower_max)
+        return np.stack([E, np.log(p[:, 1]), np.log(np.maximum(p[:, 2], 1e-12))], axis=1)
 
     def starts(self, xs, y, b):
         rows = []
@@ -204,6 +251,9 @@ class SaturatingPower(Form):
     def reachable(self, p):
         return (p[0], np.inf)
 
+    def limit(self, p):
+        return p[0]
+
     def formula(self, p, x, y):
         return f"{y} = {p['E']:.6g} + {p['A']:.6g} * {x[0]}^-{p['alpha']:.6g}"
 
@@ -216,21 +266,22 @@ class SigmoidLog(Form):
     # step no grid of x can resolve further. Step-like data (a curve that saturates between two
     # budgets) would otherwise send B, and every bootstrap refit, to infinity.
     B_MAX = 100.0
+    steepness, steepness_max = "B", B_MAX
 
     def predict(self, p, xs, xp=np):
         R0, A, C_mid, B = p
         return R0 + (A - R0) / (1.0 + xp.exp(B * (xp.log(C_mid) - xp.log(xs[0]))))
 
     def natural(self, u, b, xp=np):
-        R0 = _between(u[..., 0], b[2], b[0], xp)
-        A = _above(u[..., 1], b[1], b[3], xp)
+        R0 = _interval(u[..., 0], b[2], b[0], xp)
+        A = _interval(u[..., 1], b[1], b[3], xp)
         return R0, A, xp.exp(u[..., 2]), self.B_MAX * _sigmoid(u[..., 3], xp)
 
     def internal(self, p, b):
         return np.stack(
             [
-                _between_inv(p[:, 0], b.floor, b.y_min),
-                _above_inv(p[:, 1], b.y_max, b.ceiling),
+                _interval_inv(p[:, 0], b.floor, b.lower_max),
+                _interval_inv(p[:, 1], b.upper_min, b.ceiling),
                 np.log(p[:, 2]),
                 _logit(p[:, 3] / self.B_MAX),
             ],
@@ -238,12 +289,8 @@ class SigmoidLog(Form):
         )
 
     def starts(self, xs, y, b):
-        logx = np.log(xs[0])
-        lo = b.floor if np.isfinite(b.floor) else b.y_min - (b.y_max - b.y_min)
-        hi = b.ceiling if np.isfinite(b.ceiling) else b.y_max + (b.y_max - b.y_min)
-        R0 = [lo + f * (b.y_min - lo) for f in (0.1, 0.5, 0.9)]
-        A = [b.y_max + f * (hi - b.y_max) for f in (0.1, 0.5, 0.9)]
-        C_mid = np.exp(np.quantile(logx, [0.0, 0.25, 0.5, 0.75, 1.0]))
+        R0, A = _asymptote_starts(y, b)
+        C_mid = np.exp(np.quantile(np.log(xs[0]), [0.0, 0.25, 0.5, 0.75, 1.0]))
         return _product(R0, A, C_mid, [0.5, 1.0, 2.0, 4.0])
 
     def solve(self, p, y):
@@ -254,6 +301,13 @@ class SigmoidLog(Form):
 
     def reachable(self, p):
         return (p[0], p[1])
+
+    def limit(self, p):
+        return p[1]
+
+    def transition(self, p):
+        _, _, C_mid, B = p
+        return C_mid * 9.0 ** (-1.0 / B), C_mid * 9.0 ** (1.0 / B)
 
     def formula(self, p, x, y):
         return f"{y} = {p['R0']:.6g} + ({p['A']:.6g} - {p['R0']:.6g}) / (1 + ({p['C_mid']:.6g} / {x[0]})^{p['B']:.6g})"
@@ -286,6 +340,9 @@ class ExpPower(Form):
 
     def reachable(self, p):
         return (0.0, 1.0)
+
+    def limit(self, p):
+        return 1.0 if p[1] > 0 else None
 
     def formula(self, p, x, y):
         return f"{y} = exp(-{p['a']:.6g} * {x[0]}^-{p['b']:.6g})"
@@ -334,7 +391,11 @@ class Chinchilla(Form):
         return (_below(u[..., 0], b[0], xp), xp.exp(u[..., 1]), xp.exp(u[..., 2]), u[..., 3], u[..., 4])
 
     def internal(self, p, b):
-        return np.stack([_below_inv(p[:, 0], b.y_min), np.log(p[:, 1]), np.log(p[:, 2]), p[:, 3], p[:, 4]], axis=1)
+        E = _below_inv(p[:, 0], b.lower_max)
+        return np.stack([E, np.log(p[:, 1]), np.log(p[:, 2]), p[:, 3], p[:, 4]], axis=1)
+
+    def limit(self, p):
+        return p[0]
 
     def starts(self, xs, y, b):
         # The published grid (Hoffmann et al. 2022; Besiroglu et al. 2024): 4,500 starts over
@@ -350,7 +411,73 @@ class Chinchilla(Form):
         return f"{y} = {p['E']:.6g} + {p['A']:.6g} / {N}^{p['alpha']:.6g} + {p['B']:.6g} / {D}^{p['beta']:.6g}"
 
 
+class Logistic(Form):
+    """Accuracy from a loss (step 2 of a ladder): a logistic that falls from A at zero loss towards
+    R0 (chance) as the loss grows. OLMo's step 2, acc = a / (1 + exp(-k (L - L0))) + b, is this form
+    with R0 = a + b, A = b, x0 = L0."""
+
+    name, params = "logistic", ("R0", "A", "k", "x0")
+    equation = "y = R0 + (A - R0) / (1 + exp(k * (x - x0)))"
+    space = "linear"
+    # At k = 1000 the curve falls from 99% to 1% of its range within 0.01 loss units (nats or bits):
+    # a step, for any loss a model reports.
+    K_MAX = 1000.0
+    steepness, steepness_max = "k", K_MAX
+    log_x = False
+
+    def predict(self, p, xs, xp=np):
+        R0, A, k, x0 = p
+        return R0 + (A - R0) / (1.0 + xp.exp(k * (xs[0] - x0)))
+
+    def natural(self, u, b, xp=np):
+        R0 = _interval(u[..., 0], b[2], b[0], xp)
+        A = _interval(u[..., 1], b[1], b[3], xp)
+        return R0, A, self.K_MAX * _sigmoid(u[..., 2], xp), xp.exp(u[..., 3])
+
+    def internal(self, p, b):
+        return np.stack(
+            [
+                _interval_inv(p[:, 0], b.floor, b.lower_max),
+                _interval_inv(p[:, 1], b.upper_min, b.ceiling),
+                _logit(p[:, 2] / self.K_MAX),
+                np.log(np.maximum(p[:, 3], 1e-12)),
+            ],
+            axis=1,
+        )
+
+    def starts(self, xs, y, b):
+        x = xs[0]
+        R0, A = _asymptote_starts(y, b)
+        x0 = np.quantile(x[x > 0], [0.0, 0.25, 0.5, 0.75, 1.0]) if np.any(x > 0) else [1.0]
+        width = max(float(np.ptp(x)), 1e-6)
+        return _product(R0, A, [f / width for f in (2.0, 5.0, 10.0, 20.0)], x0)
+
+    def solve(self, p, y):
+        R0, A, k, x0 = p
+        with np.errstate(all="ignore"):
+            inside = (y > R0) & (y < A)
+            return np.where(inside, x0 + np.log((A - R0) / (y - R0) - 1.0) / k, np.nan)
+
+    def reachable(self, p):
+        return (p[0], p[1])
+
+    def limit(self, p):
+        return p[0]
+
+    def transition(self, p):
+        _, _, k, x0 = p
+        return x0 - np.log(9.0) / k, x0 + np.log(9.0) / k
+
+    def formula(self, p, x, y):
+        return (
+            f"{y} = {p['R0']:.6g} + ({p['A']:.6g} - {p['R0']:.6g}) / (1 + exp({p['k']:.6g} * ({x[0]} - {p['x0']:.6g})))"
+        )
+
+
 FORMS: dict[str, Form] = {
-    f.name: f for f in (Power(), SaturatingPower(), SigmoidLog(), ExpPower(), LogLinear(), Chinchilla())
+    f.name: f for f in (Power(), SaturatingPower(), SigmoidLog(), ExpPower(), LogLinear(), Chinchilla(), Logistic())
 }
 SINGLE_INPUT_FORMS = tuple(name for name, f in FORMS.items() if f.inputs == 1)
+# Forms of accuracy or error against a resource x > 0 (what form="auto" chooses among); ``logistic``
+# relates accuracy to a loss instead.
+RESOURCE_FORMS = tuple(name for name in SINGLE_INPUT_FORMS if name != "logistic")

@@ -16,7 +16,7 @@ from scaling.io import from_strict, read_json, restore_floats, write_json
 from scaling.laws.forms import FORMS, Bounds, Form
 
 SCHEMA_VERSION = 1
-HOLDOUT_NUMBERS = {"mean_abs_error", "max_abs_error", "mean_rel_error", "y", "y_pred"}
+HOLDOUT_NUMBERS = {"mean_abs_error", "max_abs_error", "mean_rel_error", "y", "y_pred", "naive_error", "standard_error"}
 
 
 def as_inputs(x: Any, names: list[str], n_inputs: int) -> tuple[list[np.ndarray], bool]:
@@ -79,7 +79,34 @@ class Law:
     @property
     def holdout_error(self) -> float:
         """Mean absolute error on the held-out (largest) points, in y units; nan if not run."""
-        return math.nan if not self.holdout else from_strict(self.holdout["mean_abs_error"])
+        return math.nan if not self.holdout else from_strict(self.holdout.get("mean_abs_error"))
+
+    @property
+    def naive_error(self) -> float:
+        """The better naive forecast's error on the held-out points (persistence or a line in log x)."""
+        return math.nan if not self.holdout else from_strict(self.holdout.get("naive_error"))
+
+    @property
+    def skill(self) -> float | None:
+        """1 - holdout_error / naive_error; None when the held-out points cannot judge the law (the
+        reason is ``holdout["skill_reason"]``) or there was no holdout."""
+        value = None if not self.holdout else self.holdout.get("skill")
+        return None if value is None else float(value)
+
+    @property
+    def is_step(self) -> bool:
+        """A step between two x, not a law: the steepness reached its cap, or no fitted x lies inside the
+        transition (where the sigmoid moves from 10% to 90% of its range), so the data cannot tell its shape."""
+        spec = self.spec
+        if spec.steepness is None:
+            return False
+        if self.params[spec.steepness] >= 0.99 * spec.steepness_max:
+            return True
+        xs = self.fit_info.get("x_values")
+        if not xs:
+            return False
+        lo, hi = spec.transition(self._theta())
+        return not any(lo < v < hi for v in xs)
 
     def _theta(self) -> tuple[float, ...]:
         return tuple(self.params[name] for name in self.spec.params)
@@ -96,7 +123,8 @@ class Law:
         cols, _ = as_inputs(data, self.x, self.spec.inputs)
         return np.asarray(data[self.y], dtype=np.float64) - self.spec.predict(self._theta(), cols, np)
 
-    def _sample_predictions(self, x: Any) -> tuple[np.ndarray, bool]:
+    def predict_draws(self, x: Any) -> tuple[np.ndarray, bool]:
+        """y at ``x`` under every bootstrap draw: (draws, points) and whether x was a scalar."""
         if self.samples is None or len(self.samples) == 0:
             raise LawError(f"law for {self.y!r} has no bootstrap samples: fit it with bootstrap=B > 0")
         cols, scalar = as_inputs(x, self.x, self.spec.inputs)
@@ -107,7 +135,7 @@ class Law:
     def interval(self, x: Any, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Bootstrap percentile band (lo, hi) of the law's curve at ``x``."""
         _check_level(level)
-        pred, scalar = self._sample_predictions(x)
+        pred, scalar = self.predict_draws(x)
         q = 50 * (1 - level), 50 * (1 + level)
         lo, hi = np.nanpercentile(pred, q, axis=0)
         return (float(lo[0]), float(hi[0])) if scalar else (lo, hi)
@@ -158,9 +186,15 @@ class Law:
         if self.holdout:
             h = self.holdout
             lines.append(
-                f"  held-out error = {h['mean_abs_error']:.4g} (mean |y - y_hat|, max {h['max_abs_error']:.4g}, "
-                f"relative {h['mean_rel_error']:.2%}) on the {h['n_holdout']} largest points"
+                f"  held-out error = {self.holdout_error:.4g} (mean |y - y_hat| on the {h['n_holdout']} largest "
+                f"points, fitted without them)"
             )
+            if "naive_errors" in h:
+                naive = ", ".join(f"{k} {from_strict(v):.4g}" for k, v in h["naive_errors"].items())
+                lines.append(f"  naive forecasts there: {naive}")
+                lines.append(f"  skill = {skill_text(self)}")
+        if self.is_step:
+            lines.append(f"  step: {self.spec.steepness} reached its cap {self.spec.steepness_max:g}, not a law")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,6 +211,9 @@ class Law:
             "r2": self.r2,
             "r2_means": self.r2_means,
             "holdout_error": self.holdout_error,
+            "naive_error": self.naive_error,
+            "skill": self.skill,
+            "is_step": self.is_step,
             "holdout": self.holdout,
             "n_points": self.n_points,
             "data_fingerprint": self.fingerprint,
@@ -185,6 +222,7 @@ class Law:
                 "y_max": self.bounds.y_max,
                 "floor": self.bounds.floor,
                 "ceiling": self.bounds.ceiling,
+                "mode": self.bounds.mode,
             },
             "options": self.options,
             "fit_info": self.fit_info,
@@ -198,13 +236,24 @@ class Law:
         return write_json(path, self.to_dict())
 
 
+def skill_text(law: Law) -> str:
+    """'0.83 [0.61, 0.95]', 'n/a (reason)' or '-0.4 (does not predict)' for reports."""
+    h = law.holdout or {}
+    if law.skill is None:
+        return f"n/a ({h.get('skill_reason') or 'no holdout'})"
+    band = h.get("skill_interval")
+    text = f"{law.skill:.3g}" + (f" [{band[0]:.3g}, {band[1]:.3g}]" if band else "")
+    return text + (" (does not predict)" if law.skill <= 0 else "")
+
+
 def _check_level(level: float) -> None:
     if not 0 < level < 1:
         raise LawError(f"level must be in (0, 1), got {level}")
 
 
-def load(path: str | os.PathLike) -> Law:
-    """Read a law saved by ``Law.save``; its predictions equal the saved law's exactly."""
+def load(path: str | os.PathLike):
+    """Read a law saved by ``Law.save`` (or a ladder saved by ``Ladder.save``); its predictions equal the
+    saved one's exactly. Files written before JSON was strict (NaN / Infinity tokens) load too."""
     path = Path(path)
     try:
         d = read_json(path, "law file")
@@ -214,6 +263,15 @@ def load(path: str | os.PathLike) -> Law:
         raise LawError(f"{path}: not a law file (no schema_version)")
     if d["schema_version"] != SCHEMA_VERSION:
         raise LawError(f"{path}: schema_version {d['schema_version']} is not supported (expected {SCHEMA_VERSION})")
+    if d.get("kind") == "ladder":
+        from scaling.laws.ladder import ladder_from_dict
+
+        return ladder_from_dict(d, path)
+    return law_from_dict(d, path)
+
+
+def law_from_dict(d: dict, path: Path) -> Law:
+    """A Law from its saved dict (``Law.to_dict``); ``path`` names the file in errors."""
     try:
         form = FORMS[d["form"]]
     except KeyError:
@@ -228,7 +286,7 @@ def load(path: str | os.PathLike) -> Law:
         x=list(d["x"]),
         y=d["y"],
         params={k: float(d["params"][k]) for k in form.params},
-        bounds=Bounds(**{k: from_strict(v) for k, v in d["bounds"].items()}),
+        bounds=Bounds(**{k: v if k == "mode" else from_strict(v) for k, v in d["bounds"].items()}),
         options=d.get("options", {}),
         r2=from_strict(d.get("r2")),
         r2_means=from_strict(d.get("r2_means")),

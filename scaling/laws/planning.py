@@ -201,7 +201,7 @@ def cheapest_mix(
     mix = dict(train_flops=float(C[i]), tokens=float(frontier.predict(C[i])), params=float(N[i]))
     if frontier.samples is None or len(frontier.samples) == 0:
         return Mix(**mix, total_flops=float(cost[i]))
-    tokens_per_draw, _ = frontier._sample_predictions(C)  # (bootstrap draws, budgets C)
+    tokens_per_draw, _ = frontier.predict_draws(C)  # (bootstrap draws, budgets C)
     costs = total(tokens_per_draw)
     best = costs.argmin(axis=1)
     q = [50 * (1 - level), 50 * (1 + level)]

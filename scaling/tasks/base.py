@@ -46,6 +46,13 @@ class Examples:
         t = np.arange(1, self.tokens.shape[1])[None, :]
         return ((t >= self.prompt_len[:, None]) & (self.tokens[:, 1:] != PAD)).astype(np.float32)
 
+    @property
+    def answer_mask(self) -> np.ndarray:
+        """(N, T-1) float32: 1 where the next token is an answer token or the <eos> that closes it."""
+        t = np.arange(1, self.tokens.shape[1])[None, :]
+        eot = np.argmax(self.tokens == EOT, axis=1)[:, None]
+        return ((t > eot) & (t <= eot + self.answer_len[:, None] + 1)).astype(np.float32)
+
     def __len__(self) -> int:
         return len(self.tokens)
 
