@@ -203,10 +203,10 @@ def token_logprobs(cfg: ModelConfig, params: nnx.State, tokens_BxT, valid_BxT=No
     of those next-token distributions. ``valid`` (B, T) is False on left padding."""
     key_valid = None if valid_BxT is None else valid_BxT[:, :-1]
     logits_BxT1xV = apply(cfg, params, tokens_BxT[:, :-1], key_valid_BxT=key_valid)
-    logz_BxT1 = jax.nn.logsumexp(logits_BxT1xV, axis=-1)
-    onehot_BxT1xV = jax.nn.one_hot(tokens_BxT[:, 1:], cfg.vocab_size, dtype=logits_BxT1xV.dtype)
-    logp_BxT1 = jnp.sum(onehot_BxT1xV * logits_BxT1xV, axis=-1) - logz_BxT1
+    # A gather, not sum(one_hot * logits) - logsumexp: XLA's CPU backend (jax 0.10.2) fuses that
+    # expression wrongly under vmap over three or more seeds (tests/test_model.py keeps the check).
+    logp_BxT1xV = jax.nn.log_softmax(logits_BxT1xV, axis=-1)
+    logp_BxT1 = jnp.take_along_axis(logp_BxT1xV, tokens_BxT[:, 1:, None], axis=-1)[..., 0]
     if not entropy:
         return logp_BxT1
-    probs_BxT1xV = jax.nn.softmax(logits_BxT1xV, axis=-1)
-    return logp_BxT1, logz_BxT1 - jnp.sum(probs_BxT1xV * logits_BxT1xV, axis=-1)
+    return logp_BxT1, -jnp.sum(jnp.exp(logp_BxT1xV) * logp_BxT1xV, axis=-1)

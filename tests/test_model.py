@@ -5,7 +5,7 @@ import pytest
 from flax import nnx
 
 from scaling.errors import ScalingError
-from scaling.model import Transformer, apply, apply_cached, attention, empty_cache, init_params
+from scaling.model import Transformer, apply, apply_cached, attention, empty_cache, init_params, token_logprobs
 from scaling.sample import greedy, left_pad
 from scaling.specs import PRESETS, ModelConfig, flops_per_token, get_preset, param_counts
 
@@ -79,6 +79,23 @@ def test_attention_backward_matches_autodiff_of_the_forward():
     np.testing.assert_allclose(out, ref_out, atol=1e-5)
     for got, want in zip(vjp(dout), ref_vjp(dout), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_log_likelihood_batched_over_seeds_matches_each_seed_alone():
+    # Seeds are batched with vmap (evaluation, and training on accelerators). sum(one_hot * logits) -
+    # logsumexp compiled wrongly for 3+ seeds on XLA's CPU backend, off by several nats per token.
+    cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=57)
+    params_R = jax.vmap(lambda k: init_params(cfg, k))(jax.random.split(jax.random.key(0), 4))
+    tokens = jax.random.randint(jax.random.key(1), (256, 57), 0, cfg.vocab_size)
+    fn = jax.jit(lambda p: token_logprobs(cfg, p, tokens, entropy=True))
+    batched = jax.jit(jax.vmap(fn))(params_R)
+    for r in range(4):
+        alone = fn(jax.tree.map(lambda x, r=r: x[r], params_R))
+        for b, a in zip(batched, alone, strict=True):
+            np.testing.assert_allclose(b[r], a, rtol=1e-5, atol=1e-5)
+    logits = apply(cfg, jax.tree.map(lambda x: x[0], params_R), tokens[:, :-1])
+    expect = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[:, 1:, None], axis=-1)[..., 0]
+    np.testing.assert_allclose(batched[0][0], expect, rtol=1e-5, atol=1e-5)
 
 
 def test_kv_cache_decoding_matches_the_full_forward_pass():
