@@ -102,15 +102,26 @@ def longest_training(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["train_tokens"] == top]
 
 
+def supervised_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Greedy evaluations of the supervised models at each preset's longest training: the eval rows
+    without RL, and, for a preset evaluated only after RL, its RL ladder's 0-prompt rows (the same model)."""
+    rows = _greedy(df, "eval")
+    sft = rows[rows["rl_prompts"] == 0]
+    ladder = _greedy(df, "rl_ladder")
+    missing = ladder[(ladder["rl_prompts"] == 0) & ~ladder["model"].isin(set(sft["model"]))]
+    return longest_training(pd.concat([sft, missing]) if not missing.empty else sft)
+
+
 def size_axis(df: pd.DataFrame) -> AxisData:
-    rows = longest_training(_greedy(df, "eval"))
-    after_rl = "; after RL where the preset has an RL stage" if (rows["rl_prompts"] > 0).any() else ""
-    fixed = f"task {rows['task'].iloc[0]}, greedy, longest training{after_rl}"
+    rows = supervised_rows(df)
+    if rows.empty:
+        raise LawError("no greedy evaluation rows of supervised models")
+    fixed = f"task {rows['task'].iloc[0]}, greedy, supervised models at their longest training"
     return AxisData("size", "params", "parameters", fixed, _per_seed(rows, "params"), _per_difficulty(rows, "params"))
 
 
 def size_loss_axis(df: pd.DataFrame) -> AxisData:
-    rows = longest_training(_greedy(df, "eval"))
+    rows = supervised_rows(df)
     if "answer_loss" not in rows or rows["answer_loss"].isna().all():
         raise LawError("no task-loss column (answer_loss) in the results")
     per = _per_seed(rows, "params", ("answer_loss",))
@@ -274,7 +285,28 @@ def ladder_points(df: pd.DataFrame) -> pd.DataFrame:
         N=("non_embedding_params", "first"), D=("train_tokens", "first"),
         loss=("answer_loss", "mean"), accuracy=("value", "mean"),
     )  # fmt: skip
+    out["C"] = 6.0 * out["N"] * out["D"]
     return out.dropna(subset=["loss", "accuracy"])
+
+
+LADDER_STEP1 = (["N", "D"], ["C"])  # the Chinchilla form on (N, D); else a power law in compute C = 6 N D
+
+
+def _fit_ladder_points(pts: pd.DataFrame, **options) -> tuple[laws.Ladder, list[str]]:
+    """The ladder with step 1 on (N, D), or on compute where the (N, D) fit fails (with two training
+    lengths the data exponent is often not identified), and the x columns it used."""
+    try:
+        return laws.fit_ladder(pts, pts, LADDER_STEP1[0], "loss", "accuracy", **options), LADDER_STEP1[0]
+    except LawError:
+        return laws.fit_ladder(pts, pts, LADDER_STEP1[1], "loss", "accuracy", **options), LADDER_STEP1[1]
+
+
+class ChainedSkipped(LawError):
+    """The ladder fitted, but not the refit without the largest preset that predicts it."""
+
+    def __init__(self, ladder: laws.Ladder, reason: str):
+        super().__init__(reason)
+        self.ladder = ladder
 
 
 def fit_model_ladder(df: pd.DataFrame, bootstrap: int, seed: int) -> tuple[laws.Ladder, pd.DataFrame]:
@@ -283,9 +315,12 @@ def fit_model_ladder(df: pd.DataFrame, bootstrap: int, seed: int) -> tuple[laws.
     pts = ladder_points(df)
     largest = pts.loc[pts["N"].idxmax(), "model"]
     options = {"bootstrap": bootstrap, "seed": seed}
-    ladder = laws.fit_ladder(pts, pts, ["N", "D"], "loss", "accuracy", **options)
+    ladder, x = _fit_ladder_points(pts, **options)
     rest, held = pts[pts["model"] != largest], pts[pts["model"] == largest]
-    without = laws.fit_ladder(rest, rest, ["N", "D"], "loss", "accuracy", **options)
+    try:
+        without = laws.fit_ladder(rest, rest, x, "loss", "accuracy", **options)
+    except LawError as e:
+        raise ChainedSkipped(ladder, f"chained prediction of {largest} (fitted without it): {e}") from None
     size = size_axis(df)
     direct = None
     small = size.points[size.points["params"] < size.points["params"].max()]
@@ -295,10 +330,10 @@ def fit_model_ladder(df: pd.DataFrame, bootstrap: int, seed: int) -> tuple[laws.
         pass
     rows = []
     for D, g in held.groupby("D"):
-        N = float(g["N"].iloc[0])
+        at = {c: [float(g[c].iloc[0])] for c in x}
         params = float(size.points["params"].max())
-        chained = float(without.predict({"N": N, "D": D}))
-        lo, hi = without.interval({"N": [N], "D": [D]}) if bootstrap else ([math.nan], [math.nan])
+        chained = float(without.predict(at)[0])
+        lo, hi = without.interval(at) if bootstrap else ([math.nan], [math.nan])
         longest = D == held["D"].max()
         rows.append(
             {
@@ -307,7 +342,7 @@ def fit_model_ladder(df: pd.DataFrame, bootstrap: int, seed: int) -> tuple[laws.
                 "measured": float(g["accuracy"].mean()),
                 "measured_sd": float(g["accuracy"].std()) if len(g) > 1 else math.nan,
                 "loss_measured": float(g["loss"].mean()),
-                "loss_chained": float(without.predict_loss({"N": N, "D": D})),
+                "loss_chained": float(without.predict_loss(at)[0]),
                 "chained": chained,
                 "chained_lo": float(lo[0]),
                 "chained_hi": float(hi[0]),
@@ -334,8 +369,8 @@ def stuck_seeds(df: pd.DataFrame, ratio: float = STUCK_RATIO) -> pd.DataFrame:
 
 def size_per_seed(df: pd.DataFrame) -> pd.DataFrame:
     """The size axis per seed: in-range greedy accuracy, answer loss and final training loss of every
-    final model (at the longest training)."""
-    rows = longest_training(_greedy(df, "eval"))
+    supervised model (at the longest training)."""
+    rows = supervised_rows(df)
     rows = rows[rows["in_train_range"]]
     cols = {"accuracy": ("value", "mean")}
     cols |= {c: (c, "mean") for c in ("answer_loss", "train_loss") if c in rows}
@@ -386,7 +421,8 @@ def analyze(run_dir: str | Path, model: str | None = None, bootstrap: int = 200,
         model = str(df["model"].iloc[0])
     fig_dir, law_dir = run_dir / "figures", run_dir / "laws"
     for stale in [*law_dir.glob("*.json"), *(p for ext in plots.FORMATS for p in fig_dir.glob(f"*{ext}"))]:
-        stale.unlink()  # a law or figure the data no longer supports must not linger
+        if not stale.name.startswith("."):  # another analysis's temporary file is its own
+            stale.unlink(missing_ok=True)  # a law or figure the data no longer supports must not linger
     for name, build in AXES.items():
         _one_axis(name, build, df, model, bootstrap, seed, res, law_dir, fig_dir)
     _ladder(df, bootstrap, seed, res, law_dir, fig_dir)
@@ -425,6 +461,9 @@ def _ladder(df: pd.DataFrame, bootstrap: int, seed: int, res: Analysis, law_dir:
 
     try:
         res.ladder, res.ladder_table = fit_model_ladder(df, bootstrap, seed)
+    except ChainedSkipped as e:
+        res.ladder = e.ladder
+        res.skipped.append(f"ladder: {e}")
     except LawError as e:
         res.skipped.append(f"ladder: {e}")
         return

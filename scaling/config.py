@@ -78,7 +78,7 @@ def validate_train(t: TrainConfig, where: str) -> None:
         raise _bad(where, "train", "exactly one of steps or tokens_per_param", both)
     integers = ("steps", "min_steps", "batch_size", "chunk_steps")
     positives = ("tokens_per_param", "lr", "grad_clip")
-    fractions = ("warmup_frac", "curriculum_frac", "cut_frac", "corrupt_frac")
+    fractions = ("warmup_frac", "curriculum_frac", "cut_frac", "corrupt_frac", "easy_frac")
     _check_ranges(
         where,
         [

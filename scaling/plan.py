@@ -100,7 +100,9 @@ def _setting_type(path: str, where: str) -> Any:
 
 
 def _set(d: dict, path: str, value: Any) -> None:
-    *parents, leaf = path.split(".")
+    """``d[a][b][c] = value`` for ``a.b.c``; under ``axes`` and ``zip`` the rest is one key (a setting path)."""
+    head, _, rest = path.partition(".")
+    *parents, leaf = [head, rest] if head in ("axes", "zip") and rest else path.split(".")
     for p in parents:
         node = d.get(p)
         if not isinstance(node, dict):
@@ -270,6 +272,12 @@ def make_plan(config_path: str | Path, overrides: list[str] = ()) -> Plan:
         path, value = parse_override(text)
         if path.split(".")[0] not in ("axes", "zip"):
             _setting_type(path, f"{where}: --set")
+            swept = [k for k in ("axes", "zip") if isinstance(raw.get(k), dict) and path in raw[k]]
+            if swept:
+                raise ConfigError(
+                    f"{where}: --set {path}: the setting is swept by {swept[0]}.{path}; "
+                    f"override the sweep instead: --set {swept[0]}.{path}=[...]"
+                )
         _set(raw, path, value)
     names, expanded = expand(raw, where)
     stages: dict[str, Stage] = {}

@@ -134,7 +134,7 @@ def ladder_figure(ladder: Ladder, points: pd.DataFrame, fig_dir: Path) -> list[P
     """The two steps of a ladder, predicted against measured: task loss from (N, D), and accuracy from
     task loss (with the fitted logistic), on the points of ``points`` (columns N, D, loss, accuracy)."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    pred = np.asarray(ladder.predict_loss({"N": points["N"], "D": points["D"]}))
+    pred = np.asarray(ladder.predict_loss({c: points[c] for c in ladder.step1.x}))
     sizes = points["N"].to_numpy(float)
     sc = a1.scatter(points["loss"], pred, c=np.log10(sizes), cmap="viridis", s=16)
     lims = [min(points["loss"].min(), pred.min()), max(points["loss"].max(), pred.max())]

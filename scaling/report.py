@@ -85,8 +85,9 @@ def ladder_section(res) -> list[str]:
     lines = [
         "## Ladder: accuracy through task loss",
         "",
-        "Step 1: answer loss from non-embedding parameters N and training tokens D (Chinchilla form, every",
-        "preset x training length x seed); step 2: accuracy from answer loss (logistic). The largest preset is",
+        "Step 1: answer loss from non-embedding parameters N and training tokens D (the Chinchilla form; where",
+        "it cannot be fitted, a power law in compute C = 6 N D), on every preset x training length x seed;",
+        "step 2: accuracy from answer loss (logistic). The largest preset is",
         "predicted by both steps refitted without it (chained), and by the size law fitted on the smaller presets",
         "(direct, at the longest training):",
         "",
@@ -94,9 +95,10 @@ def ladder_section(res) -> list[str]:
         res.ladder.summary(),
         "```",
         "",
-        markdown(t.rename(columns={"chained_lo": "chained 95% lo", "chained_hi": "chained 95% hi"})),
     ]
-    return lines
+    if t is None:
+        return [*lines, "No chained prediction of the largest preset (see Skipped)."]
+    return [*lines, markdown(t.rename(columns={"chained_lo": "chained 95% lo", "chained_hi": "chained 95% hi"}))]
 
 
 def rl_ladder_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -36,6 +36,7 @@ class TrainConfig:
     curriculum_frac: float = 0.5  # grow the hardest difficulty over this fraction, then mix all
     cut_frac: float = 0.3  # share of traces cut short before <eot>
     corrupt_frac: float = 0.0  # share of traces replaced by another problem's (supervised data quality)
+    easy_frac: float = 0.0  # share of problems from the task's easy_blocks (breaks the plateau; see there)
     chunk_steps: int = 100  # steps per compiled scan chunk (metrics and checkpoints per chunk)
 
 

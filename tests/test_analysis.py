@@ -18,11 +18,11 @@ from .conftest import ROOT
 REDUCED = [  # the quickstart, shrunk: fewer presets, seeds, steps, prompts and problems; every axis kept
     "seeds=[0, 1]",
     "models=[d32, d48, d64]",
-    "train.steps=1200",
+    "zip.train.steps=[800, 800, 400]",
+    "zip.rl.prompts=[64, 0, 0]",
     "train.difficulties=[1, 2]",
     "eval.difficulties=[1, 3]",
     "eval.n_per_difficulty=16",
-    "rl.prompts=64",
     "rl.prompts_per_step=4",
     "rl.chunk_steps=1",
     "rl.ladder_points=5",
@@ -43,7 +43,9 @@ def test_analysis_regenerates_laws_figures_and_report(quick_run):
     assert set(ladder["strategy"]) == {"greedy", "sampled"} and set(ladder["model"]) <= {"d64", "d80"}
     assert ladder["rl_prompts"].nunique() >= 4
     res = analyze(quick_run, bootstrap=50)
-    assert {"thinking", "majority", "rl_data"} <= set(res.laws)
+    assert {"thinking", "majority"} <= set(res.laws)
+    # 64 RL prompts barely move this small run's pass@1: a law, or a reason why not
+    assert "rl_data" in res.laws or any(s.startswith("rl_data law: ") for s in res.skipped), res.skipped
     assert any(name.startswith("tradeoff_acc") for name in res.laws)
     assert any(s.startswith("size law: 3 distinct params values") for s in res.skipped)  # 3 presets are too few
     for name, law in res.laws.items():

@@ -75,6 +75,9 @@ def test_a_step_shaped_fit_is_flagged():
     y = np.where(x < 30, 0.1, 0.9)
     law = sl.fit({"x": x, "y": y}, "x", "y", "sigmoid_log")
     assert law.is_step and "step" in law.summary()
+    # A nearly flat sigmoid's transition spans all of x > 0 (and must not overflow).
+    assert sl.FORMS["sigmoid_log"].transition((0.1, 0.9, 10.0, 1e-4)) == (0.0, math.inf)
+    assert sl.FORMS["logistic"].transition((0.1, 0.9, 0.0, 1.0)) == (-math.inf, math.inf)
 
 
 def test_sample_weights_pull_the_fit_and_bad_weights_are_refused():

@@ -69,6 +69,11 @@ def test_plan_shares_upstream_stages_and_expands_helpers(tmp_path):
     assert other.points[0].run.eval.n_per_difficulty == 16
     assert other.points[0].stages["train"] == base.points[0].stages["train"]
     assert other.points[0].stages["eval"] != base.points[0].stages["eval"]
+    # an axis is overridden as a whole (its key is a setting path); a swept setting cannot be set alone
+    axis = make_plan(write(tmp_path, SWEEP), ["axes.rl.reward_flip=[0.1]"])
+    assert {p.run.rl.reward_flip for p in axis.points} == {0.1}
+    with pytest.raises(ConfigError, match=r"swept by axes.rl.reward_flip; override the sweep instead"):
+        make_plan(write(tmp_path, SWEEP), ["rl.reward_flip=0.1"])
 
 
 @pytest.mark.parametrize(

@@ -123,3 +123,20 @@ def test_corrupted_traces_answer_another_problem():
     np.testing.assert_array_equal(bad.tokens[:, :10], clean.tokens[:, :10])  # same prompts
     wrong = 1 - verify(np.stack([continuation(bad, i) for i in range(400)]), bad.answer, bad.answer_len)
     assert 0.35 < wrong.mean() < 0.6  # about half the traces now end in a wrong answer
+
+
+def test_easy_problems_have_no_carries_and_stay_in_the_training_split():
+    task, d = get_task("add"), np.full(2000, 3)
+    ex = generate(task, d, np.random.default_rng(3), easy_frac=0.3)
+    assert verify(np.stack([continuation(ex, i) for i in range(len(d))]), ex.answer, ex.answer_len).all()
+    digits_ = [encode(str(k))[0] for k in range(10)]
+    prompt_digits = np.isin(ex.tokens[:, 1 : ex.prompt_len[0]], digits_)
+    small = np.where(prompt_digits, np.isin(ex.tokens[:, 1 : ex.prompt_len[0]], digits_[:5]), True).all(axis=1)
+    assert 0.25 < small.mean() < 0.36  # the easy share, plus the few uniform draws that happen to be small
+    carries = ex.tokens[:, ex.prompt_len[0] + 2 : ex.prompt_len[0] + 12 : 4]  # the carry digit of each step
+    assert (carries[small] == encode("0")[0]).all()  # digits 0-4 never carry
+    assert not np.any(prompt_hash(ex.tokens[:, 1 : ex.prompt_len[0]]) % np.uint64(HELD_OUT_MODULUS) == 0)
+    only = generate(task, np.full(50, 2), np.random.default_rng(3), easy_frac=1.0)
+    assert not np.isin(only.tokens[:, 1 : only.prompt_len[0]], digits_[5:]).any()
+    plain = generate(get_task("sum"), d, np.random.default_rng(3), easy_frac=0.3)  # a task without easy problems
+    np.testing.assert_array_equal(plain.tokens, generate(get_task("sum"), d, np.random.default_rng(3)).tokens)

@@ -19,8 +19,9 @@ Two steps: ``fit_ladder`` (task loss from N and D, then accuracy from the loss; 
 from scaling.errors import LawError
 from scaling.laws.forms import FORMS, RESOURCE_FORMS, SINGLE_INPUT_FORMS
 from scaling.laws.ladder import Ladder, fit_ladder
-from scaling.laws.law import Law, load
+from scaling.laws.law import Law
 from scaling.laws.planning import Allocation, ComputeOptimal, allocate, compute_optimal
+from scaling.laws.saved import load
 
 _FITTING = ("Holdout", "fit", "holdout")  # the fitter compiles with jax: loaded on first use
 

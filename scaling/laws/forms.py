@@ -307,7 +307,9 @@ class SigmoidLog(Form):
 
     def transition(self, p):
         _, _, C_mid, B = p
-        return C_mid * 9.0 ** (-1.0 / B), C_mid * 9.0 ** (1.0 / B)
+        with np.errstate(over="ignore", divide="ignore"):  # a nearly flat sigmoid spans all of x > 0
+            half = np.exp(np.log(9.0) / np.float64(B))
+        return float(C_mid / half), float(C_mid * half)
 
     def formula(self, p, x, y):
         return f"{y} = {p['R0']:.6g} + ({p['A']:.6g} - {p['R0']:.6g}) / (1 + ({p['C_mid']:.6g} / {x[0]})^{p['B']:.6g})"
@@ -466,7 +468,9 @@ class Logistic(Form):
 
     def transition(self, p):
         _, _, k, x0 = p
-        return x0 - np.log(9.0) / k, x0 + np.log(9.0) / k
+        with np.errstate(divide="ignore"):
+            half = np.log(9.0) / np.float64(k)
+        return float(x0 - half), float(x0 + half)
 
     def formula(self, p, x, y):
         return (

@@ -251,9 +251,9 @@ def _check_level(level: float) -> None:
         raise LawError(f"level must be in (0, 1), got {level}")
 
 
-def load(path: str | os.PathLike):
-    """Read a law saved by ``Law.save`` (or a ladder saved by ``Ladder.save``); its predictions equal the
-    saved one's exactly. Files written before JSON was strict (NaN / Infinity tokens) load too."""
+def read_saved(path: str | os.PathLike) -> dict:
+    """The dict of a saved law or ladder file, checked for a supported schema (``scaling.laws.load``
+    turns it into a Law or a Ladder). Files written before JSON was strict (NaN / Infinity) read too."""
     path = Path(path)
     try:
         d = read_json(path, "law file")
@@ -263,11 +263,7 @@ def load(path: str | os.PathLike):
         raise LawError(f"{path}: not a law file (no schema_version)")
     if d["schema_version"] != SCHEMA_VERSION:
         raise LawError(f"{path}: schema_version {d['schema_version']} is not supported (expected {SCHEMA_VERSION})")
-    if d.get("kind") == "ladder":
-        from scaling.laws.ladder import ladder_from_dict
-
-        return ladder_from_dict(d, path)
-    return law_from_dict(d, path)
+    return d
 
 
 def law_from_dict(d: dict, path: Path) -> Law:

@@ -72,9 +72,9 @@ class Addition(Task):
     def __init__(self, width: int = 8):
         self.width = self.max_difficulty = width
 
-    def blocks(self, d, n, rng):
-        a = rng.integers(0, 10, (n, d))  # column i is the digit of 10^i
-        b = rng.integers(0, 10, (n, d))
+    def blocks(self, d, n, rng, top: int = 10):
+        a = rng.integers(0, top, (n, d))  # column i is the digit of 10^i
+        b = rng.integers(0, top, (n, d))
         sum_digits = np.zeros((n, d), dtype=np.int64)
         carries = np.zeros((n, d), dtype=np.int64)
         carry = np.zeros(n, dtype=np.int64)
@@ -91,3 +91,9 @@ class Addition(Task):
         trace = _interleave(steps, SPACE)
         answer = np.concatenate([digits(sum_digits, 1)[..., 0], digits(carry, 1)], axis=1)
         return Blocks(prompt.astype(np.int32), trace.astype(np.int32), answer.astype(np.int32))
+
+    def easy_blocks(self, d, n, rng):
+        """Digits 0-4: no column carries, so the sum digit is a + b, which each digit informs; the full
+        problems' sum digit (a + b + c) mod 10 is independent of each digit alone, and a seed that
+        sees only them can sit at ln(10) nats on it for thousands of steps."""
+        return self.blocks(d, n, rng, top=5)

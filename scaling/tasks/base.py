@@ -12,7 +12,7 @@ that a model trained on it can answer after any thinking budget. A task judges a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
@@ -67,6 +67,12 @@ class Task:
     def blocks(self, d: int, n: int, rng: np.random.Generator) -> Blocks:
         raise NotImplementedError
 
+    def easy_blocks(self, d: int, n: int, rng: np.random.Generator) -> Blocks | None:
+        """Problems of difficulty d that break a plateau of supervised training (``train.easy_frac`` of
+        each batch), or None where the task has none. They must carry first-order signal that the full
+        problems lack: in addition, (a + b + c) mod 10 is uncorrelated with each digit alone."""
+        return None
+
     def check(self, gen_NxG, answer_NxA, answer_len_N, xp=np):
         """0/1 reward per row of generations (numpy or, with ``xp=jax.numpy``, inside jit): exact answer."""
         return exact_answer(gen_NxG, answer_NxA, answer_len_N, xp)
@@ -108,14 +114,16 @@ def prompt_hash(prompt: np.ndarray) -> np.ndarray:
     return h
 
 
-def _blocks_for_split(task: Task, d: int, n: int, split: str, rng: np.random.Generator) -> Blocks:
-    """n examples at difficulty d whose prompts fall in ``split`` ('train', 'eval' or 'any')."""
+def _blocks_for_split(task: Task, d: int, n: int, split: str, rng: np.random.Generator, easy: bool = False) -> Blocks:
+    """n examples at difficulty d whose prompts fall in ``split`` ('train', 'eval' or 'any'); ``easy``:
+    from ``task.easy_blocks``."""
+    make = task.easy_blocks if easy else task.blocks
     if split == "any":
-        return task.blocks(d, n, rng)
+        return make(d, n, rng)
     want_eval = split == "eval"
     parts, have = [], 0
     for _ in range(1000):
-        b = task.blocks(d, max(2 * n, 64) * (HELD_OUT_MODULUS if want_eval else 1), rng)
+        b = make(d, max(2 * n, 64) * (HELD_OUT_MODULUS if want_eval else 1), rng)
         keep = (prompt_hash(b.prompt) % np.uint64(HELD_OUT_MODULUS) == 0) == want_eval
         if keep.any():
             parts.append(Blocks(b.prompt[keep], b.trace[keep], b.answer[keep]))
@@ -136,12 +144,14 @@ def generate(
     split: str = "train",
     cut_frac: float = 0.0,
     corrupt_frac: float = 0.0,
+    easy_frac: float = 0.0,
     seq_len: int | None = None,
 ) -> Examples:
     """Examples with the given per-row difficulties, from the ``split`` of prompt space.
 
     ``corrupt_frac`` of rows (training data of low quality) carry the trace and answer of another
-    problem of the same difficulty; ``answer`` still holds the true answer of every prompt."""
+    problem of the same difficulty; ``answer`` still holds the true answer of every prompt.
+    ``easy_frac`` of rows come from ``task.easy_blocks`` where the task has them."""
     difficulty = np.asarray(difficulty, dtype=np.int32)
     n = len(difficulty)
     T = seq_len or task.seq_len(np.unique(difficulty))
@@ -152,7 +162,13 @@ def generate(
     answer_len = np.zeros(n, dtype=np.int32)
     for d in np.unique(difficulty):
         rows = np.flatnonzero(difficulty == d)
-        b = _blocks_for_split(task, int(d), len(rows), split, rng)
+        n_easy = 0
+        if easy_frac > 0 and task.easy_blocks(int(d), 1, np.random.default_rng(0)) is not None:
+            n_easy = int(rng.binomial(len(rows), easy_frac))
+        parts = [_blocks_for_split(task, int(d), len(rows) - n_easy, split, rng)] if n_easy < len(rows) else []
+        if n_easy:  # rows of a batch are exchangeable: the easy ones go last
+            parts.append(_blocks_for_split(task, int(d), n_easy, split, rng, easy=True))
+        b = Blocks(*(np.concatenate(cols) for cols in zip(*map(astuple, parts), strict=True)))
         L, W, A = b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
         if L + W + A + 3 > T:
             raise TaskError(f"task {task.name!r} at difficulty {d} needs {L + W + A + 3} tokens, seq_len is {T}")
