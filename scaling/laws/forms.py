@@ -131,6 +131,14 @@ def _product(*axes) -> np.ndarray:
     return np.array(list(itertools.product(*axes)), dtype=np.float64)
 
 
+def _ten_to_ninety(center: float, steepness: float) -> tuple[float, float]:
+    """Where a logistic 1 / (1 + exp(-steepness (u - center))) passes 10% and 90%: center -+ ln 9 / steepness
+    (the whole line for a steepness of 0)."""
+    with np.errstate(divide="ignore"):
+        half = np.log(9.0) / np.float64(steepness)
+    return float(center - half), float(center + half)
+
+
 class Form:
     """A scaling-law form: ``predict(params, xs)`` with params keyed by ``params`` names."""
 
@@ -307,9 +315,10 @@ class SigmoidLog(Form):
 
     def transition(self, p):
         _, _, C_mid, B = p
-        with np.errstate(over="ignore", divide="ignore"):  # a nearly flat sigmoid spans all of x > 0
-            half = np.exp(np.log(9.0) / np.float64(B))
-        return float(C_mid / half), float(C_mid * half)
+        with np.errstate(divide="ignore"):  # log 0 = -inf: a nearly flat sigmoid spans all of x > 0
+            lo, hi = _ten_to_ninety(np.log(np.float64(C_mid)), B)
+        with np.errstate(over="ignore"):
+            return float(np.exp(lo)), float(np.exp(hi))
 
     def formula(self, p, x, y):
         return f"{y} = {p['R0']:.6g} + ({p['A']:.6g} - {p['R0']:.6g}) / (1 + ({p['C_mid']:.6g} / {x[0]})^{p['B']:.6g})"
@@ -468,9 +477,7 @@ class Logistic(Form):
 
     def transition(self, p):
         _, _, k, x0 = p
-        with np.errstate(divide="ignore"):
-            half = np.log(9.0) / np.float64(k)
-        return float(x0 - half), float(x0 + half)
+        return _ten_to_ninety(x0, k)
 
     def formula(self, p, x, y):
         return (
