@@ -5,7 +5,7 @@ Layers, ground up. A module imports only from its own layer or the layers below 
 
     layer     modules
     io        errors, io, tables
-    specs     tokenizer, specs, settings
+    specs     tokenizer, specs, settings, versions
     domain    tasks, model, laws
     numerics  optim, sample, train, checkpoint, evaluate, rl, rl_train
     config    config

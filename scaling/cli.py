@@ -140,9 +140,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / Path(args.config).stem)
     if args.dry_run:  # planning only: no jax
         from scaling.plan import describe, make_plan
-        from scaling.store import statuses
+        from scaling.store import seed_groups, statuses
 
-        plan = make_plan(args.config, args.set or [])
+        plan = make_plan(args.config, args.set or [], seed_groups(out))
         print(describe(plan, statuses(Path(out), plan.stages)))
         return 0
     from scaling.stages import is_writer
@@ -157,6 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         retry_failed=args.retry_failed,
         stale_after=args.stale_after,
+        fail_fast=args.fail_fast,
     )
     if not sweep.results.empty and is_writer():  # one report per multi-host job
         from scaling.results import summary
@@ -324,8 +325,12 @@ def _run_parser(sub) -> None:
     r.add_argument("--worker", type=int, help="this worker's index (default: SLURM array task, else 0)")
     r.add_argument("--workers", type=int, help="number of workers sharing --out (default: SLURM array size, else 1)")
     r.add_argument(
-        "--stale-after", type=float, default=120.0, help="seconds without heartbeat before a claim is taken over"
+        "--stale-after",
+        type=float,
+        default=120.0,
+        help="seconds a claim's heartbeat may stay unchanged (on this worker's clock) before it is taken over",
     )
+    r.add_argument("--fail-fast", action="store_true", help="stop at the first stage that fails")
     r.add_argument("--no-analyze", action="store_true", help="skip the analysis after the sweep")
     r.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the laws' intervals")
     r.set_defaults(func=cmd_run)

@@ -39,6 +39,7 @@ from scaling.errors import ConfigError
 from scaling.settings import total_steps
 from scaling.specs import ARCHITECTURE, CHECKPOINT_FORMAT, ModelConfig, flops_per_token, get_preset
 from scaling.tasks import get_task
+from scaling.versions import versions_of
 
 HELPERS = {"logspace": np.geomspace, "linspace": np.linspace}
 
@@ -56,11 +57,25 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class SeedGroup:
+    """Seeds trained together in one program, and the chain of stages (kind -> name) that computes them.
+    A point reports ``used``, the seeds of the group it asked for."""
+
+    seeds: tuple[int, ...]
+    used: tuple[int, ...]
+    stages: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Point:
     index: int
-    axes: dict[str, Any]  # axis key path -> value
-    run: RunConfig  # one preset
-    stages: dict[str, str]  # kind -> stage name
+    axes: dict[str, Any]  # axis key path -> value, typed as the setting is
+    run: RunConfig  # one preset, every seed the point asks for
+    groups: tuple[SeedGroup, ...]  # the point's seeds, split over the stage chains that compute them
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [name for g in self.groups for name in g.stages.values()]
 
 
 @dataclass
@@ -70,10 +85,10 @@ class Plan:
     axis_names: list[str]
     points: list[Point]
     stages: dict[str, Stage]  # name -> stage, in dependency order
-    runs: dict[str, RunConfig]  # stage name -> a run config that has it
+    runs: dict[str, RunConfig]  # stage name -> a run config that has it (seeds: the stage's seed group)
 
     def users(self, name: str) -> list[int]:
-        return [p.index for p in self.points if name in p.stages.values()]
+        return [p.index for p in self.points if name in p.stage_names]
 
 
 def _setting_type(path: str, where: str) -> Any:
@@ -177,17 +192,34 @@ def expand(raw: dict, where: str) -> tuple[list[str], list[tuple[dict, RunConfig
                 _set(d, p, [v] if p == "models" else v)
                 axes[p] = v
         label = where + (" at " + ", ".join(f"{k}={v}" for k, v in axes.items()) if axes else "")
-        points.append((axes, from_dict(RunConfig, d, label).validate(label)))
+        run = from_dict(RunConfig, d, label).validate(label)
+        points.append(({p: _typed_value(run, p) for p in axes}, run))
     return names, points
+
+
+def _typed_value(run: RunConfig, path: str) -> Any:
+    """The value of setting ``path`` as the validated config holds it (``'1e-3'`` in YAML -> 0.001)."""
+    if path == "models":
+        return run.models[0]
+    value: Any = run
+    for part in path.split("."):
+        value = getattr(value, part)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def seed_family(train_settings: dict) -> str:
+    """What training stages that differ only in their seeds share: the hash of their other settings."""
+    return _digest(["train", {k: v for k, v in train_settings.items() if k != "seeds"}])
+
+
 def point_stages(run: RunConfig) -> list[Stage]:
-    """train -> [rl] -> eval for one point. Each stage hashes only the settings it reads, and the
-    revisions of the architecture and of the checkpoint layout that its outputs depend on."""
+    """train -> [rl] -> eval for one point and the seeds of ``run``. Each stage hashes only the settings
+    it reads, the versions of the code it runs (``scaling.versions``), and the revisions of the
+    architecture and of the checkpoint layout that its outputs depend on."""
     base = {
         "task": run.task,
         "model": run.models[0],
@@ -195,21 +227,38 @@ def point_stages(run: RunConfig) -> list[Stage]:
         "checkpoint_format": CHECKPOINT_FORMAT,
         "seeds": list(run.seeds),
     }
-    train = {**base, "train": dataclasses.asdict(run.train)}
+    train = {**base, "train": dataclasses.asdict(run.train), "versions": versions_of("train")}
     stages = [Stage("train", _digest(["train", train]), (), train)]
     if has_rl(run):
         settings = dataclasses.asdict(run.rl)
         settings.pop("models")  # which presets get RL is a selection, not a setting of the stage
-        rl = {**base, "rl": settings, "eval": dataclasses.asdict(run.eval)}
+        rl = {**base, "rl": settings, "eval": dataclasses.asdict(run.eval), "versions": versions_of("rl")}
         rl["max_len"] = model_max_len(run)
         rl["train_difficulties"] = list(run.train.difficulties)
         deps = (stages[-1].name,)
         stages.append(Stage("rl", _digest(["rl", rl, deps]), deps, rl))
     ev = {**base, "eval": dataclasses.asdict(run.eval), "testtime": dataclasses.asdict(run.testtime)}
+    ev["versions"] = versions_of("eval")
     ev["max_len"] = model_max_len(run)
     deps = (stages[-1].name,)
     stages.append(Stage("eval", _digest(["eval", ev, deps]), deps, ev))
     return stages
+
+
+def split_seeds(seeds, existing: list[tuple[int, ...]]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(group, used) pairs covering ``seeds``: existing seed groups first, most useful first (the most
+    asked-for seeds, then the smallest group), then one new group of the seeds no group has. A seed's
+    results do not depend on the group it is trained in, so adding seeds trains only the new ones and
+    removing seeds reuses what exists."""
+    remaining, out = list(seeds), []
+    for group in sorted(existing, key=lambda g: (-len(set(g) & set(seeds)), len(g), g)):
+        used = tuple(s for s in remaining if s in group)
+        if used:
+            out.append((tuple(group), used))
+            remaining = [s for s in remaining if s not in group]
+    if remaining:
+        out.append((tuple(sorted(remaining)), tuple(remaining)))
+    return out
 
 
 def has_rl(run: RunConfig) -> bool:
@@ -264,8 +313,13 @@ def estimate_flops(run: RunConfig, kind: str) -> float:
     return R * (eval_tokens + tt_tokens) * flops_per_token(cfg, L)["forward"]
 
 
-def make_plan(config_path: str | Path, overrides: list[str] = ()) -> Plan:
-    """Read, override, validate and expand a sweep config into points and deduplicated stages."""
+def make_plan(
+    config_path: str | Path, overrides: list[str] = (), seed_groups: dict[str, list[tuple[int, ...]]] | None = None
+) -> Plan:
+    """Read, override, validate and expand a sweep config into points and deduplicated stages.
+
+    ``seed_groups`` (``seed_family`` -> seed groups already in the output directory, from
+    ``scaling.store.seed_groups``) lets a point reuse training stages of some of its seeds."""
     where = str(config_path)
     raw = read_yaml(config_path)
     for text in overrides:
@@ -284,11 +338,16 @@ def make_plan(config_path: str | Path, overrides: list[str] = ()) -> Plan:
     runs: dict[str, RunConfig] = {}
     points = []
     for i, (axes, run) in enumerate(expanded):
-        own = point_stages(run)
-        for s in own:
-            stages.setdefault(s.name, s)
-            runs.setdefault(s.name, run)
-        points.append(Point(i, axes, run, {s.kind: s.name for s in own}))
+        family = seed_family(point_stages(run)[0].settings)
+        groups = []
+        for group, used in split_seeds(run.seeds, (seed_groups or {}).get(family, [])):
+            group_run = dataclasses.replace(run, seeds=group)
+            own = point_stages(group_run)
+            for s in own:
+                stages.setdefault(s.name, s)
+                runs.setdefault(s.name, group_run)
+            groups.append(SeedGroup(group, used, {s.kind: s.name for s in own}))
+        points.append(Point(i, axes, run, tuple(groups)))
     order = {"train": 0, "rl": 1, "eval": 2}
     ordered = dict(sorted(stages.items(), key=lambda kv: order[kv[1].kind]))
     return Plan(where, raw, names, points, ordered, runs)
@@ -302,7 +361,7 @@ def describe(plan: Plan, status: dict[str, str]) -> str:
     ]
     for p in plan.points:
         values = ", ".join(f"{k}={v}" for k, v in p.axes.items()) or "(base)"
-        lines.append(f"  point {p.index:3d}  {values}  -> {' '.join(p.stages.values())}")
+        lines.append(f"  point {p.index:3d}  {values}  -> {' '.join(p.stage_names)}")
     total = 0.0
     lines.append(f"  {'stage':24s} {'status':8s} {'est. FLOPs':>10s}  points")
     for name, stage in plan.stages.items():

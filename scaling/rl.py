@@ -184,12 +184,12 @@ def rl_step(cfg: ModelConfig, state: TrainState, ref_params, batch: PromptBatch,
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "spec"), donate_argnames=("state_R",))
-def rl_chunk(cfg, state_R: TrainState, ref_R, batches_C: PromptBatch, keys_RxC, hp: RLHyper, *, spec: RLSpec):
-    """C RL steps for every seed: scan over steps inside, ``over_seeds`` outside (prompts shared).
+def rl_chunk(cfg, state_R: TrainState, ref_R, batches_RxC: PromptBatch, keys_RxC, hp: RLHyper, *, spec: RLSpec):
+    """C RL steps for every seed: scan over steps inside, ``over_seeds`` outside (each seed its own prompts).
 
     Returns the states and per-step metrics (R, C, ...) without the completions."""
 
-    def one_seed(state, ref, keys_C):
+    def one_seed(state, ref, batches_C, keys_C):
         def body(s, xs):
             batch, key = xs
             s, m = rl_step(cfg, s, ref, batch, key, hp, spec=spec)
@@ -198,7 +198,7 @@ def rl_chunk(cfg, state_R: TrainState, ref_R, batches_C: PromptBatch, keys_RxC, 
 
         return jax.lax.scan(body, state, (batches_C, keys_C))
 
-    return over_seeds(one_seed, state_R, ref_R, keys_RxC)
+    return over_seeds(one_seed, state_R, ref_R, batches_RxC, keys_RxC)
 
 
 def band_weights(pass_rate_D: np.ndarray, band, floor: float = 0.05) -> np.ndarray:

@@ -18,6 +18,7 @@ from scaling.sample import left_pad
 from scaling.settings import EvalConfig, RLConfig
 from scaling.specs import ModelConfig
 from scaling.tasks import Task, generate
+from scaling.tokenizer import PAD
 from scaling.train import replicated
 
 
@@ -34,15 +35,18 @@ def rl_hyper(rc: RLConfig) -> RLHyper:
 
 
 def chunk_prompts(task: Task, rc: RLConfig, levels: np.ndarray, pass_rate: np.ndarray, rng) -> tuple:
-    """The prompts of one chunk (C steps of P prompts, difficulties drawn by ``band_weights``): a
-    PromptBatch with a leading C axis, and the (C, P) difficulties."""
+    """The prompts of one chunk of one seed (C steps of P prompts, difficulties drawn by
+    ``band_weights``): a PromptBatch with a leading C axis, padded to the widest prompt and answer of
+    ``levels`` (one shape for every chunk and seed), and the (C, P) difficulties."""
     C, P = rc.chunk_steps, rc.prompts_per_step
     d_CxP = rng.choice(levels, size=(C, P), p=band_weights(pass_rate, rc.band))
     ex = generate(task, d_CxP.ravel(), rng, split="train")
-    prompts, valid = left_pad(ex.tokens, ex.prompt_len)
-    L = prompts.shape[1]
+    L = max(task.widths(int(d))[0] + 1 for d in levels)  # + the <bos> token
+    A = max(task.widths(int(d))[2] for d in levels)
+    prompts, valid = left_pad(ex.tokens, ex.prompt_len, width=L)
+    answer = np.pad(ex.answer, ((0, 0), (0, A - ex.answer.shape[1])), constant_values=PAD)
     batch = PromptBatch(
-        prompts.reshape(C, P, L), valid.reshape(C, P, L), ex.answer.reshape(C, P, -1), ex.answer_len.reshape(C, P)
+        prompts.reshape(C, P, L), valid.reshape(C, P, L), answer.reshape(C, P, A), ex.answer_len.reshape(C, P)
     )
     return batch, d_CxP
 
@@ -93,7 +97,10 @@ def rl_train(
     ref_R = jax.device_put(jax.tree.map(jnp.copy, params_R), everywhere)  # frozen; the state's buffers get donated
     opt_R = jax.vmap(lambda p: optimizer(hp.optim, b2=B2).init(p))(params_R)
     state_R = jax.device_put(TrainState(jnp.zeros((len(seeds),), jnp.int32), params_R, opt_R), everywhere)
-    rng = np.random.default_rng(seed)
+    # Every seed draws its own prompts and keeps its own pass rates, so a seed's run does not depend on
+    # which other seeds share the program.
+    rngs = [np.random.default_rng([seed, s]) for s in seeds]
+    pass_rate_R = [pass_rate.copy() for _ in seeds]
     rows, ladder_rows = [], []
     pending = rc.ladder_volumes()
     if pending and pending[0] == 0:
@@ -101,14 +108,16 @@ def rl_train(
     n_chunks, seen = int(np.ceil(rc.steps / rc.chunk_steps)), 0
     seeds_R = jnp.asarray(seeds, jnp.uint32)
     for c in range(n_chunks):
-        batch, d_CxP = chunk_prompts(task, rc, levels, pass_rate, rng)
+        drawn = [chunk_prompts(task, rc, levels, p, r) for p, r in zip(pass_rate_R, rngs)]
+        batch_R = jax.tree.map(lambda *x: np.stack(x), *[b for b, _ in drawn])
         keys_RxC = jax.vmap(lambda s, c=c: jax.random.split(jax.random.fold_in(jax.random.key(s), c), rc.chunk_steps))(
             seeds_R
         )
-        state_R, m = rl_chunk(cfg, state_R, ref_R, batch, keys_RxC, hp, spec=spec)
+        state_R, m = rl_chunk(cfg, state_R, ref_R, batch_R, keys_RxC, hp, spec=spec)
         m = jax.tree.map(np.asarray, m)  # one host fetch per chunk
-        rates_CxP = m.pop("pass_rate_P").mean(0)  # averaged over seeds
-        update_pass_rates(pass_rate, levels, d_CxP, rates_CxP)
+        rates_RxCxP = m.pop("pass_rate_P")
+        for r, (_, d_CxP) in enumerate(drawn):
+            update_pass_rates(pass_rate_R[r], levels, d_CxP, rates_RxCxP[r])
         for r, s in enumerate(seeds):
             for k in range(rc.chunk_steps):
                 rows.append(
@@ -116,7 +125,7 @@ def rl_train(
                 )
         seen += rc.chunk_steps * rc.prompts_per_step
         if on_chunk is not None:
-            on_chunk(c + 1, n_chunks, float(rates_CxP.mean()))
+            on_chunk(c + 1, n_chunks, float(rates_RxCxP.mean()))
         while pending and seen >= pending[0]:
             pending.pop(0)
             ladder_rows += ladder_point(cfg, state_R.params, seeds, task, ec, seen)

@@ -29,10 +29,10 @@ from scaling.tokenizer import EOT, PAD
 NO_BUDGET = 1 << 30
 
 
-def left_pad(tokens: np.ndarray, prompt_len: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def left_pad(tokens: np.ndarray, prompt_len: np.ndarray, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Prompts (the first ``prompt_len`` tokens of each row) right-aligned in a (B, L) array, L the
-    longest prompt, and the (B, L) mask of real tokens."""
-    L = int(prompt_len.max())
+    longest prompt (or ``width``), and the (B, L) mask of real tokens."""
+    L = int(prompt_len.max()) if width is None else width
     offset = L - prompt_len
     cols = np.arange(L)[None, :] - offset[:, None]
     prompts = np.where(cols >= 0, np.take_along_axis(tokens, np.maximum(cols, 0), axis=1), PAD)

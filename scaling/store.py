@@ -5,8 +5,9 @@ and ``scaling status`` read it without loading the numerics).
     environment.json               package versions, devices, git revision
     stages/<kind>-<key>/           one directory per stage:
         settings.json              what its key hashes
-        log.txt, runs.jsonl        a log line per chunk; one line per attempt (worker, pid, start)
-        claim                      held by the worker computing it (see ``scaling.claims``)
+        log.txt                    a log line per chunk, each with the first 8 characters of the claim token
+        runs.jsonl                 each attempt's start and end (done, failed, lost) with its claim token
+        claim, claim.lock          held by the worker computing it (see ``scaling.claims``)
         done.json | failed.json    written last and atomically: a stage without done.json is redone
     results.csv, results.parquet   tidy: one row per (point, seed, difficulty, source, strategy, budget, k)
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from scaling.claims import holder
 from scaling.errors import ScalingError
 from scaling.io import read_json
+from scaling.plan import seed_family
 
 STATUSES = ("done", "failed", "claimed", "pending")
 
@@ -36,6 +38,18 @@ def stage_status(out: Path, name: str) -> str:
     if (d / "claim").is_file():
         return "claimed"
     return "pending"
+
+
+def seed_groups(out: str | Path) -> dict[str, list[tuple[int, ...]]]:
+    """The seed groups of the training stages in ``out``, by ``seed_family`` (for ``make_plan``)."""
+    groups: dict[str, list[tuple[int, ...]]] = {}
+    for path in sorted(Path(out).glob("stages/train-*/settings.json")):
+        try:
+            settings = read_json(path, "stage settings")
+        except ScalingError:  # cut short: that stage is redone under its own name, not reused
+            continue
+        groups.setdefault(seed_family(settings), []).append(tuple(settings["seeds"]))
+    return groups
 
 
 def statuses(out: Path, names) -> dict[str, str]:
@@ -64,7 +78,7 @@ def status_text(out: str | Path) -> str:
             who = holder(stage_dir(out, name) / "claim")
             where = f": worker {who['worker']} on {who['host']} (pid {who['pid']})" if who else ""
             lines.append(f"  running {name}{where}")
-    done_points = sum(all(stage_status(out, n) == "done" for n in p["stages"].values()) for p in doc["points"])
+    done_points = sum(all(stage_status(out, n) == "done" for n in p["stages"]) for p in doc["points"])
     head = [f"{out}: {len(doc['points'])} points ({done_points} complete), {len(doc['stages'])} stages"]
     for kind, counts in table.items():
         head.append(f"  {kind:6s} " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))

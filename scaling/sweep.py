@@ -27,15 +27,16 @@ from scaling import claims, io
 from scaling.errors import ScalingError
 from scaling.plan import Plan, Stage, make_plan
 from scaling.stages import STAGES, is_writer, point_rows, write_table
-from scaling.store import failure_reason, stage_dir, stage_status
+from scaling.store import failure_reason, seed_groups, stage_dir, stage_status
 
 KINDS = ("train", "rl", "eval")  # the order stages run in
 
 
 def _clear_partial(d: Path, kind: str) -> None:
-    """Remove what a killed attempt left, keeping the training checkpoint (resumed chunk-exactly) and logs."""
+    """Remove what a killed attempt left, keeping the training checkpoint (resumed chunk-exactly), the
+    logs and the claim files (and any writer's temporary file, whose name starts with a dot)."""
     for p in d.iterdir():
-        if p.name in ("claim", "log.txt", "runs.jsonl") or p.name.startswith("claim.stale"):
+        if p.name in ("log.txt", "runs.jsonl", "settings.json") or p.name.startswith(("claim", ".")):
             continue
         if p.name == "checkpoint" and kind == "train":
             continue
@@ -45,45 +46,65 @@ def _clear_partial(d: Path, kind: str) -> None:
 def _append(path: Path, line: str) -> None:
     with open(path, "a") as f:
         f.write(line)
+        f.flush()
 
 
-def execute(plan: Plan, stage: Stage, out: Path, worker: int, bar: tqdm | None) -> bool:
+class OwnershipLost(Exception):
+    """Another worker took this stage's claim over (this one was judged stale): stop without a record."""
+
+
+def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar: tqdm | None) -> bool:
     """Run one claimed stage; record done.json or failed.json. True if it succeeded.
 
-    Every process of a multi-host job runs the stage; only the leader writes files."""
+    Every process of a multi-host job runs the stage; only the leader (which holds ``claim``) writes
+    files. Each attempt appends its start and end, with the claim's token, to ``runs.jsonl``, and every
+    log line carries the token, so a stage's history shows who computed it when."""
     d = stage_dir(out, stage.name)
-    leader = is_writer()
-    if leader:
-        _clear_partial(d, stage.kind)
-        attempt = {"worker": worker, "host": claims.HOST, "pid": os.getpid(), "start": time.time()}
-        _append(d / "runs.jsonl", io.dumps(attempt, indent=None))
-        io.write_json(d / "settings.json", stage.settings)
+    leader = claim is not None
+    token = claim.token[:8] if leader else ""
+
+    def record(event: str, **extra) -> None:
+        if leader:
+            doc = {"token": claim.token, "event": event, "worker": claim.worker, "host": claims.HOST}
+            _append(d / "runs.jsonl", io.dumps(doc | {"pid": os.getpid(), "time": time.time()} | extra, indent=None))
 
     def log(msg: str) -> None:
-        if leader:
-            _append(d / "log.txt", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+        if leader and not claim.lost.is_set():
+            _append(d / "log.txt", f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{token}] {msg}\n")
 
     def progress(done: int, total: int) -> None:
+        if leader and claim.lost.is_set():
+            raise OwnershipLost(f"{stage.name}: claim taken over by another worker")
         if bar is not None:
             bar.total, bar.n = total, done
             bar.refresh()
 
+    if leader:
+        _clear_partial(d, stage.kind)
+        record("start")
+        io.write_json(d / "settings.json", stage.settings)
     if bar is not None:
         bar.reset()
         bar.set_description(stage.name)
-    log(f"start {stage.name} (worker {worker}, pid {os.getpid()})")
+    log(f"start {stage.name} (worker {claim.worker if leader else '-'}, pid {os.getpid()})")
     inputs = [stage_dir(out, dep) for dep in stage.deps]
     try:
         summary = STAGES[stage.kind](plan.runs[stage.name], d, inputs, log, progress)
+        progress(1, 1)  # a last ownership check before the record
+    except OwnershipLost as e:
+        record("lost", reason=str(e))
+        return False
     except Exception as e:  # recorded; the sweep goes on with the stages that do not need this one
         reason = f"{type(e).__name__}: {e}"
         log(f"failed: {reason}\n{traceback.format_exc()}")
         if leader:
-            io.write_json(d / "failed.json", {"reason": reason, "worker": worker})
+            io.write_json(d / "failed.json", {"reason": reason, "worker": claim.worker})
+            record("failed", reason=reason)
         return False
     log(f"done in {summary.get('seconds', 0):.1f}s")
     if leader:
         io.write_json(d / "done.json", summary)
+        record("done")
     return True
 
 
@@ -125,12 +146,21 @@ def write_plan(plan: Plan, out: Path) -> None:
         "source": plan.source,
         "axes": plan.axis_names,
         "points": [
-            {"index": p.index, "axes": p.axes, "stages": p.stages, "config": dataclasses.asdict(p.run)}
+            {
+                "index": p.index,
+                "axes": p.axes,
+                "stages": p.stage_names,
+                "seed_groups": [{"seeds": g.seeds, "used": g.used, "stages": g.stages} for g in p.groups],
+                "config": dataclasses.asdict(p.run),
+            }
             for p in plan.points
         ],
         "stages": {n: {"kind": s.kind, "deps": list(s.deps)} for n, s in plan.stages.items()},
     }
     io.write_json(out / "plan.json", doc)
+    for name, stage in plan.stages.items():  # so that later plans find every seed group (store.seed_groups)
+        if not (stage_dir(out, name) / "settings.json").is_file():
+            io.write_json(stage_dir(out, name) / "settings.json", stage.settings)
 
 
 def _agree(code: int) -> int:
@@ -143,8 +173,8 @@ def _agree(code: int) -> int:
 
 
 def next_stage(plan: Plan, out: Path, names: list[str], final: dict[str, str], worker: int, stale_after: float):
-    """Index in ``names`` of a stage this worker has just claimed, -1 to wait for others, -2 when all are
-    final (done, failed, or blocked by a failed input). Updates ``final``."""
+    """(index in ``names``, claim) of a stage this worker has just claimed; index -1 to wait for others,
+    -2 when all are final (done, failed, or blocked by a failed input). Updates ``final``."""
     for i, name in enumerate(names):
         if name in final:
             continue
@@ -154,20 +184,28 @@ def next_stage(plan: Plan, out: Path, names: list[str], final: dict[str, str], w
             final[name] = status
         elif any(final.get(dep) in ("failed", "blocked") for dep in deps):
             final[name] = "blocked"
-        elif all(final.get(dep) == "done" for dep in deps) and claims.try_claim(
-            stage_dir(out, name), worker, stale_after
+        elif all(final.get(dep) == "done" for dep in deps) and (
+            claim := claims.try_claim(stage_dir(out, name), worker, stale_after)
         ):
             if stage_status(out, name) == "claimed":  # not finished by another worker meanwhile
-                return i
-            claims.release(stage_dir(out, name))
+                return i, claim
+            claims.release(claim)
             final[name] = stage_status(out, name)
-    return -2 if len(final) == len(names) else -1
+    return (-2 if len(final) == len(names) else -1), None
 
 
 def work(
-    plan: Plan, out: Path, worker: int = 0, *, stale_after: float = 120.0, poll: float = 1.0, progress: bool = True
+    plan: Plan,
+    out: Path,
+    worker: int = 0,
+    *,
+    stale_after: float = 120.0,
+    poll: float = 1.0,
+    progress: bool = True,
+    fail_fast: bool = False,
 ) -> dict[str, str]:
-    """Compute every stage this worker can claim until all are done, failed or blocked by a failure.
+    """Compute every stage this worker can claim until all are done, failed or blocked by a failure
+    (with ``fail_fast``, until this worker's first failed stage).
 
     In a multi-host job, process 0 claims and every process computes the claimed stage together."""
     names = list(plan.stages)
@@ -179,37 +217,48 @@ def work(
     progress = progress and leader
     sweep_bar = tqdm(total=len(names), desc="sweep", unit="stage", disable=not progress, position=0)
     stage_bar = tqdm(total=1, desc="stage", unit="chunk", disable=not progress, position=1, leave=False)
-    while (i := _agree(next_stage(plan, out, names, final, worker, stale_after) if leader else 0)) != -2:
+    while True:
+        i, claim = next_stage(plan, out, names, final, worker, stale_after) if leader else (0, None)
+        if (i := _agree(i)) == -2:
+            break
         if i == -1:
             time.sleep(poll)
             continue
         name = names[i]
-        d = stage_dir(out, name)
         try:
-            with claims.heartbeat(d / "claim", stale_after / 4) if leader else contextlib.nullcontext():
-                execute(plan, plan.stages[name], out, worker, stage_bar if progress else None)
+            with claims.heartbeat(claim, stale_after / 4) if leader else contextlib.nullcontext():
+                execute(plan, plan.stages[name], out, claim, stage_bar if progress else None)
         finally:
             if leader:
-                claims.release(d)
-        final[name] = stage_status(out, name)
+                claims.release(claim)
+        status = stage_status(out, name)
+        if status in ("done", "failed"):
+            final[name] = status
         sweep_bar.n = len(final)
         sweep_bar.refresh()
+        if fail_fast and _agree(int(status == "failed")):
+            break
     stage_bar.close()
     sweep_bar.close()
     return final
 
 
 def collect(plan: Plan, out: Path) -> tuple[pd.DataFrame, list[str]]:
-    """The results table of every point whose stages are done, and a line per point left out."""
+    """The results table of every point whose stages are done, and a line per point left out. A point's
+    rows are its seeds' rows of each seed group's stages."""
     tables, missing = [], []
     for p in plan.points:
-        status = {k: stage_status(out, n) for k, n in p.stages.items()}
+        status = {n: stage_status(out, n) for n in p.stage_names}
         if any(s != "done" for s in status.values()):
-            missing.append(f"point {p.index} ({p.axes}): " + ", ".join(f"{k} {s}" for k, s in status.items()))
+            missing.append(f"point {p.index} ({p.axes}): " + ", ".join(f"{n} {s}" for n, s in status.items()))
             continue
-        dirs = {k: stage_dir(out, n) for k, n in p.stages.items()}
-        summaries = {k: io.read_json(dirs[k] / "done.json", "stage record") for k in dirs}
-        rows = point_rows(p.run, dirs, summaries)
+        parts = []
+        for g in p.groups:
+            dirs = {k: stage_dir(out, n) for k, n in g.stages.items()}
+            summaries = {k: io.read_json(dirs[k] / "done.json", "stage record") for k in dirs}
+            rows = point_rows(p.run, dirs, summaries)
+            parts.append(rows[rows["seed"].isin(g.used)])
+        rows = pd.concat(parts, ignore_index=True)
         axes = {"point": p.index} | {f"axis:{k}": v for k, v in p.axes.items()}
         tables.append(pd.concat([pd.DataFrame(axes, index=rows.index), rows], axis=1))
     results = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
@@ -281,10 +330,12 @@ def run_sweep(
     retry_failed: bool = False,
     progress: bool = True,
     stale_after: float = 120.0,
+    fail_fast: bool = False,
 ) -> SweepResult:
-    """Plan, compute what is not cached, and write the results table."""
-    plan = make_plan(config, overrides)  # every config error surfaces here, before any compute
+    """Plan, compute what is not cached, and write the results table. With ``fail_fast``, stop at this
+    worker's first failed stage (the stages not reached stay pending)."""
     out = Path(out)
+    plan = make_plan(config, overrides, seed_groups(out))  # every config error surfaces here, before any compute
     worker, _ = resolve_worker(worker, workers)
     leader = is_writer()
     if leader:
@@ -296,19 +347,24 @@ def run_sweep(
     _agree(0)  # followers start once the leader has written the plan
     enable_compilation_cache()
     t0 = time.perf_counter()
-    work(plan, out, worker, stale_after=stale_after, progress=progress)
+    reached = work(plan, out, worker, stale_after=stale_after, progress=progress, fail_fast=fail_fast)
     _agree(0)  # the leader's last done.json is written
     # Read back from disk, so every process of a multi-host job reports the same: a stage neither done
-    # nor failed once the sweep is over was blocked by a failed input.
-    final = {n: s if (s := stage_status(out, n)) in ("done", "failed") else "blocked" for n in plan.stages}
+    # nor failed once the sweep is over was blocked by a failed input (or not reached, after --fail-fast).
+    stopped = fail_fast and len(reached) < len(plan.stages)
+    final = {
+        n: s if (s := stage_status(out, n)) in ("done", "failed") else "pending" if stopped else "blocked"
+        for n in plan.stages
+    }
     results, missing = collect(plan, out)
     if not results.empty and leader:
         write_table(results, out / "results")
     if progress and leader:
-        counts = {s: list(final.values()).count(s) for s in ("done", "failed", "blocked")}
+        counts = {s: list(final.values()).count(s) for s in ("done", "failed", "blocked", "pending")}
         print(
-            f"sweep: {counts['done']} stages done, {counts['failed']} failed, {counts['blocked']} blocked "
-            f"({time.perf_counter() - t0:.0f}s in this process)"
+            f"sweep: {counts['done']} stages done, {counts['failed']} failed, {counts['blocked']} blocked"
+            + (f", {counts['pending']} not reached (--fail-fast)" if stopped else "")
+            + f" ({time.perf_counter() - t0:.0f}s in this process)"
         )
         for line in failures(plan, out):
             print(f"  failed {line}")

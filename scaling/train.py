@@ -102,8 +102,14 @@ def chunk_batches(task: Task, tc: TrainConfig, seed: int, chunk: int, steps: int
     step_C = chunk * C + np.arange(C)
     d_CxB = rng.integers(tc.difficulties[0], max_difficulty(tc, step_C, steps)[:, None] + 1, (C, B))
     ex = generate(
-        task, d_CxB.ravel(), rng, split="train", cut_frac=tc.cut_frac, corrupt_frac=tc.corrupt_frac,
-        easy_frac=tc.easy_frac, seq_len=seq_len,
+        task,
+        d_CxB.ravel(),
+        rng,
+        split="train",
+        cut_frac=tc.cut_frac,
+        corrupt_frac=tc.corrupt_frac,
+        easy_frac=tc.easy_frac,
+        seq_len=seq_len,
     )
     return ex.tokens.reshape(C, B, seq_len), ex.loss_mask.reshape(C, B, seq_len - 1)
 

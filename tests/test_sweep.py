@@ -1,5 +1,6 @@
 """Sweeps: config validation, stage sharing, kill-and-resume, two workers, failures, compile counts."""
 
+import contextlib
 import json
 import logging
 import os
@@ -45,7 +46,12 @@ def scaling_cli(*args, timeout=600, **kw) -> subprocess.CompletedProcess:
 
 
 def runs_per_stage(out: Path) -> dict[str, int]:
-    return {d.name: len((d / "runs.jsonl").read_text().splitlines()) for d in (out / "stages").iterdir()}
+    """Attempts per stage directory (its ``start`` records)."""
+    return {
+        d.name: sum(json.loads(line)["event"] == "start" for line in open(d / "runs.jsonl"))
+        for d in (out / "stages").iterdir()
+        if (d / "runs.jsonl").is_file()
+    }
 
 
 def test_plan_shares_upstream_stages_and_expands_helpers(tmp_path):
@@ -54,21 +60,27 @@ def test_plan_shares_upstream_stages_and_expands_helpers(tmp_path):
     kinds = [s.kind for s in plan.stages.values()]
     assert kinds.count("train") == 2 and kinds.count("rl") == 4 and kinds.count("eval") == 4
     # one supervised model per preset serves both reward-noise levels
-    assert plan.points[0].stages["train"] == plan.points[1].stages["train"] != plan.points[2].stages["train"]
+    assert (
+        plan.points[0].groups[0].stages["train"]
+        == plan.points[1].groups[0].stages["train"]
+        != plan.points[2].groups[0].stages["train"]
+    )
     text = SWEEP.replace("rl.reward_flip: [0.0, 0.2]", "train.steps: {logspace: [10, 1000, 3]}")
     plan = make_plan(write(tmp_path, text + "zip:\n  train.lr: [0.001, 0.003]\n  train.batch_size: [8, 16]\n"))
     assert sorted({p.run.train.steps for p in plan.points}) == [10, 100, 1000]
     assert {(p.run.train.lr, p.run.train.batch_size) for p in plan.points} == {(0.001, 8), (0.003, 16)}
     assert len(plan.points) == 2 * 3 * 2
     only = make_plan(write(tmp_path, SWEEP), ["rl.models=[d48]"])  # RL for some presets only
-    assert [sorted(p.stages) for p in only.points] == [["eval", "train"]] * 2 + [["eval", "rl", "train"]] * 2
-    assert only.points[2].stages["rl"] == base_plan.points[2].stages["rl"]  # the selection is not hashed
+    assert [sorted(p.groups[0].stages) for p in only.points] == [["eval", "train"]] * 2 + [["eval", "rl", "train"]] * 2
+    assert (
+        only.points[2].groups[0].stages["rl"] == base_plan.points[2].groups[0].stages["rl"]
+    )  # the selection is not hashed
     # --set overrides a setting and changes the stage keys that read it
     other = make_plan(write(tmp_path, SWEEP), ["eval.n_per_difficulty=16"])
     base = make_plan(write(tmp_path, SWEEP))
     assert other.points[0].run.eval.n_per_difficulty == 16
-    assert other.points[0].stages["train"] == base.points[0].stages["train"]
-    assert other.points[0].stages["eval"] != base.points[0].stages["eval"]
+    assert other.points[0].groups[0].stages["train"] == base.points[0].groups[0].stages["train"]
+    assert other.points[0].groups[0].stages["eval"] != base.points[0].groups[0].stages["eval"]
     # an axis is overridden as a whole (its key is a setting path); a swept setting cannot be set alone
     axis = make_plan(write(tmp_path, SWEEP), ["axes.rl.reward_flip=[0.1]"])
     assert {p.run.rl.reward_flip for p in axis.points} == {0.1}
@@ -120,59 +132,123 @@ def test_cli_reports_config_errors_without_traceback(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "invalid YAML" in r.stderr, r.stderr
 
 
-def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
-    config = write(tmp_path, SWEEP)
+def _claim_holders(out: Path) -> set[int]:
+    pids = set()
+    for claim in out.glob("stages/*/claim"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            pids.add(int(json.loads(claim.read_text())["pid"]))
+    return pids
+
+
+def test_chaos_workers_killed_at_random_give_the_uninterrupted_results(tmp_path):
+    """3 workers, SIGKILLed at seeded random moments (the holder of a claim when there is one) and
+    restarted, until the sweep completes: the results equal an uninterrupted run's, and every stage's
+    log shows one owner at a time (its lines' claim tokens never interleave)."""
+    config = write(tmp_path, SWEEP.replace("models: [d32, d48]", "models: [d32]").replace("steps: 40", "steps: 60"))
     reference = run_sweep(config, tmp_path / "ref", progress=False).results
-    out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "scaling", "run", config, "--out", out],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 300
-    while not list(out.glob("stages/train-*/done.json")) and time.time() < deadline:  # one stage done, more to go
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_before = {p.parent.name for p in out.glob("stages/*/done.json")}
-    assert done_before and not (out / "results.csv").exists()
-    r = scaling_cli("run", config, "--out", out)
-    assert r.returncode == 0, r.stderr
-    runs = runs_per_stage(out)
-    assert all(runs[name] == 1 for name in done_before)  # completed stages were not recomputed
+    out, rng, kills = tmp_path / "chaos", np.random.default_rng(0), 0
+
+    def start(i):
+        cmd = [sys.executable, "-m", "scaling", "run", config, "--out", out, "--worker", str(i), "--workers", "3"]
+        cmd += ["--stale-after", "5", "--no-analyze"]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    workers = [start(i) for i in range(3)]
+    deadline = time.time() + 240
+    while kills < 10 and time.time() < deadline:
+        time.sleep(rng.uniform(0.5, 3.0))
+        running = [i for i, w in enumerate(workers) if w.poll() is None]
+        if not running:
+            break
+        holding = [i for i in running if workers[i].pid in _claim_holders(out)]
+        i = int(rng.choice(holding or running))
+        workers[i].send_signal(signal.SIGKILL)
+        workers[i].wait()
+        kills += 1
+        workers[i] = start(i)
+    for w in workers:
+        _, err = w.communicate(timeout=max(10, deadline - time.time()))
+        assert w.returncode == 0, err[-3000:]
+    assert kills >= 10
     resumed = pd.read_parquet(out / "results.parquet")
     pd.testing.assert_frame_equal(resumed, reference.reset_index(drop=True), check_dtype=False)
+    repeated = 0
+    for d in (out / "stages").iterdir():
+        tokens = [m.group(1) for m in re.finditer(r"^\S+ \S+ \[(\w{8})\]", (d / "log.txt").read_text(), re.M)]
+        owners = [t for j, t in enumerate(tokens) if j == 0 or t != tokens[j - 1]]
+        assert len(owners) == len(set(owners)), (d.name, owners)  # never two owners at once
+        events = [json.loads(line)["event"] for line in open(d / "runs.jsonl")]
+        assert events.count("done") == 1 and events[-1] == "done", (d.name, events)  # never redone once done
+        repeated += events.count("start") - 1
+    print(f"chaos: {kills} kills survived, {len(list((out / 'stages').iterdir()))} stages, {repeated} restarts")
     r = scaling_cli("run", config, "--out", out, "--dry-run")
-    assert r.returncode == 0 and "cached: 10 done" in r.stdout and "to compute: 0 stages" in r.stdout
+    assert r.returncode == 0 and "to compute: 0 stages" in r.stdout
 
 
-def test_two_workers_compute_every_stage_exactly_once(tmp_path):
-    config, out = write(tmp_path, SWEEP), tmp_path / "out"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "scaling", "run", config, "--out", out, "--worker", str(i), "--workers", "2"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    for p in procs:
-        assert p.wait(timeout=600) == 0, p.stderr.read()
-    assert runs_per_stage(out) == {name: 1 for name in make_plan(config).stages}
-    workers = {json.loads(line)["worker"] for d in (out / "stages").iterdir() for line in open(d / "runs.jsonl")}
-    assert workers == {0, 1}
-    assert len(pd.read_csv(out / "results.csv")) > 0
-    assert "10 done" not in status_text(out) and "4 points (4 complete)" in status_text(out)
-
-
-def test_stale_claim_of_a_dead_worker_is_taken_over(tmp_path):
-    from scaling.claims import try_claim
+def test_stale_claims_are_judged_on_the_watchers_clock_and_taken_over_once(tmp_path):
+    from scaling.claims import Watcher, heartbeat, owns, release, try_claim
 
     d = tmp_path / "stage"
     d.mkdir()
-    (d / "claim").write_text(json.dumps({"worker": 1, "host": os.uname().nodename, "pid": 2**22 + 7, "time": 0}))
-    assert try_claim(d, worker=0, stale_after=3600)  # its process is gone
-    assert not try_claim(d, worker=2, stale_after=3600)  # now held by a live process
-    os.utime(d / "claim", (0, 0))
-    assert try_claim(d, worker=2, stale_after=60)  # no heartbeat for ages
+    (d / "claim").write_text(json.dumps({"token": "dead", "host": os.uname().nodename, "pid": 2**22 + 7}))
+    mine = try_claim(d, worker=0, stale_after=3600)  # its process on this host is gone
+    assert mine and owns(mine) and (d / "claim.stale.dead").is_file()
+    assert try_claim(d, worker=2, stale_after=3600) is None  # held by a live process
+    other = {"token": "remote", "host": "elsewhere", "pid": 1, "beat": 0}
+    release(mine)
+    (d / "claim").write_text(json.dumps(other))
+    os.utime(d / "claim", (0, 0))  # an mtime from another clock means nothing ...
+    watcher = Watcher()
+    assert try_claim(d, 2, stale_after=0.3, watcher=watcher) is None  # ... only what this watcher saw
+    time.sleep(0.2)
+    (d / "claim").write_text(json.dumps(other | {"beat": 1}))  # its heartbeat moved on
+    time.sleep(0.2)
+    assert try_claim(d, 2, stale_after=0.3, watcher=watcher) is None
+    time.sleep(0.4)  # unchanged for longer than stale_after
+    taker = try_claim(d, 2, stale_after=0.3, watcher=watcher)
+    assert taker and owns(taker)
+    with heartbeat(taker, every=0.05):
+        beats = json.loads((d / "claim").read_text())["beat"]
+        time.sleep(0.3)
+        assert json.loads((d / "claim").read_text())["beat"] > beats  # the holder beats ...
+        (d / "claim").write_text(json.dumps(other))  # ... until another worker holds the claim
+        time.sleep(0.3)
+        assert taker.lost.is_set() and json.loads((d / "claim").read_text()) == other  # not overwritten
+    release(taker)
+    assert json.loads((d / "claim").read_text()) == other  # a release never removes another's claim
+
+
+def _race_for_the_claim(d: Path, barrier, rounds: int, results) -> None:
+    from scaling.claims import Watcher, try_claim
+
+    watcher = Watcher()
+    for r in range(rounds):
+        barrier.wait()  # every process looks at the same dead claim ...
+        claim = try_claim(d / str(r), worker=os.getpid(), stale_after=3600, watcher=watcher)
+        results.put((r, claim.token if claim else None))  # ... and says whether it won
+
+
+def test_exactly_one_of_eight_processes_takes_over_a_stale_claim(tmp_path):
+    import multiprocessing
+
+    rounds, n = 50, 8
+    for r in range(rounds):  # a claim of a process on this host that is gone
+        (tmp_path / str(r)).mkdir()
+        dead = {"token": f"dead{r}", "host": os.uname().nodename, "pid": 2**22 + 7, "beat": 0}
+        (tmp_path / str(r) / "claim").write_text(json.dumps(dead))
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_race_for_the_claim, args=(tmp_path, barrier, rounds, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=60) for _ in range(rounds * n)]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    for r in range(rounds):
+        winners = [token for rr, token in got if rr == r and token]
+        assert len(winners) == 1, (r, winners)
+        assert json.loads((tmp_path / str(r) / "claim").read_text())["token"] == winners[0]
 
 
 def test_failed_stage_is_recorded_and_the_sweep_goes_on(tmp_path):
@@ -279,3 +355,44 @@ def test_multi_host_job_computes_each_stage_on_all_processes(tmp_path):
     loss_multi, loss_single = (json.loads(p.read_text())["loss"] for p in (train_multi, train_single))
     np.testing.assert_allclose(loss_multi, loss_single, rtol=1e-4)  # the batch was sharded over 2 hosts
     assert json.loads((out / "environment.json").read_text())["process_count"] == 2
+
+
+def test_seeds_are_data_adding_one_trains_only_it_and_removing_reuses(tmp_path):
+    text = SWEEP.replace("models: [d32, d48]", "models: [d32]").replace("axes:\n  rl.reward_flip: [0.0, 0.2]\n", "")
+    one, both = (write(tmp_path, text.replace("seeds: [0, 1]", f"seeds: {s}"), f"{n}.yaml") for n, s in
+                 (("one", "[0]"), ("both", "[0, 1]")))  # fmt: skip
+    out, keys = tmp_path / "out", ["seed", "difficulty", "source", "strategy", "rl_prompts"]
+    run_sweep(one, out, progress=False)
+    before = runs_per_stage(out)
+    added = run_sweep(both, out, progress=False).results
+    after = runs_per_stage(out)
+    assert all(after[name] == 1 for name in after)  # nothing was computed twice
+    new = sorted(set(after) - set(before))
+    assert [n.split("-")[0] for n in new] == ["eval", "rl", "train"]  # one new chain of stages ...
+    assert all(json.loads((out / "stages" / n / "settings.json").read_text())["seeds"] == [1] for n in new)
+    fresh = run_sweep(both, tmp_path / "fresh", progress=False).results  # ... equal to both seeds in one program
+    sort = lambda df: df.drop(columns="point").sort_values(keys, ignore_index=True)  # noqa: E731
+    pd.testing.assert_frame_equal(sort(added), sort(fresh), check_dtype=False, rtol=1e-5)
+    removed = run_sweep(write(tmp_path, text.replace("seeds: [0, 1]", "seeds: [1]"), "two.yaml"), out, progress=False)
+    assert runs_per_stage(out) == after  # seed 1 alone: reused, nothing computed
+    pd.testing.assert_frame_equal(sort(removed.results), sort(fresh[fresh["seed"] == 1]), check_dtype=False, rtol=1e-5)
+    fresh_runs = runs_per_stage(tmp_path / "fresh")
+    reused = run_sweep(tmp_path / "two.yaml", tmp_path / "fresh", progress=False)
+    assert runs_per_stage(tmp_path / "fresh") == fresh_runs  # the stages of the (0, 1) group serve seed 1
+    pd.testing.assert_frame_equal(sort(reused.results), sort(fresh[fresh["seed"] == 1]), check_dtype=False)
+
+    # a bumped version redoes the stages of that kind and those downstream, nothing else
+    from scaling import versions
+    from scaling.store import seed_groups, statuses
+
+    redo = {"tasks": {"train", "rl", "eval"}, "train": {"train", "rl", "eval"}, "rl": {"rl", "eval"}, "eval": {"eval"}}
+    for kind, expected in redo.items():
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setitem(versions.STAGE_VERSIONS, kind, versions.STAGE_VERSIONS[kind] + 1)
+            plan = make_plan(both, [], seed_groups(out))
+            status = statuses(out, plan.stages)
+            assert {plan.stages[n].kind for n, s in status.items() if s != "done"} == expected, kind
+            assert {plan.stages[n].kind for n, s in status.items() if s == "done"} == {"train", "rl", "eval"} - expected
+            if kind == "eval":
+                run_sweep(both, out, progress=False)
+                assert sorted(n.split("-")[0] for n in set(runs_per_stage(out)) - set(after)) == ["eval", "eval"]
