@@ -46,6 +46,11 @@ class Checkpoints:
         self._mngr.save(step, args=args, force=True)
         self._mngr.wait_until_finished()
 
+    def discard(self, step: int) -> None:
+        """Delete ``step`` (e.g. one that cannot be restored)."""
+        self._mngr.delete(step)
+        self._mngr.reload()
+
     def restore(self, step: int, like: dict, expect: dict | None = None) -> dict:
         """The items saved at ``step``, each restored against its abstract tree in ``like`` (name -> tree of
         ``jax.ShapeDtypeStruct``, e.g. from ``jax.eval_shape``); ``None`` restores an item as saved.

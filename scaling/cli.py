@@ -228,6 +228,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         folder=args.logs,
         slurm=dict(_key_value(kv) for kv in args.slurm or []),
         wait=args.wait,
+        timeout_min=args.timeout_min,
     )
     for job in jobs:
         print(f"submitted worker job {job.job_id}")
@@ -362,6 +363,12 @@ def _submit_parser(sub) -> None:
         "--slurm", action="append", metavar="KEY=VALUE", help="submitit parameter, e.g. slurm_partition=gpu"
     )
     sm.add_argument("--wait", action="store_true", help="wait for the workers and report failures")
+    sm.add_argument(
+        "--timeout-min",
+        type=int,
+        default=600,
+        help="each job's time limit in minutes (default 600); a job that reaches it is requeued and resumes",
+    )
     sm.set_defaults(func=cmd_submit)
 
 

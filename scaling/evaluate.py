@@ -245,7 +245,7 @@ def sampling_rows(
     for r, seed in enumerate(seeds):
         samples = _Samples.of(task, ex, gen_RxNxG[r], n)
         for k in ks:
-            base = {"seed": seed, "problem": np.arange(len(ex)), "difficulty": ex.difficulty, "budget": -1, "k": k}
+            base = {"seed": seed, "problem": np.arange(len(ex)), "difficulty": ex.difficulty, "budget": None, "k": k}
             use_rethink = max_rounds is None or k <= max_rounds
             for strategy, (ok, t, a) in samples.strategies(k, use_rethink).items():
                 rows.append(
@@ -315,7 +315,7 @@ def summarize(rows: pd.DataFrame, level: float = 0.95, n_boot: int = 1000, seed:
     """Accuracy per (strategy, budget, k, difficulty) with a bootstrap interval over problems, and mean tokens."""
     rng = np.random.default_rng(seed)
     out = []
-    for key, g in rows.groupby(["strategy", "budget", "k", "difficulty"], sort=True):
+    for key, g in rows.groupby(["strategy", "budget", "k", "difficulty"], sort=True, dropna=False):
         per_problem = g.groupby("problem")["correct"].mean().to_numpy()
         boots = rng.choice(per_problem, (n_boot, per_problem.size)).mean(1)
         lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])

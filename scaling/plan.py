@@ -3,7 +3,7 @@
 A sweep config is a run config (see ``scaling.config.RunConfig``) plus axes:
 
     models: [d32, d48, d64]            # several presets: an implicit grid axis
-    seeds: [0, 1, 2]                   # every point trains all seeds in one program
+    seeds: [0, 1, 2]                   # one program per seed group (see ``split_seeds``)
     axes:                              # grid: every combination
       train.tokens_per_param: {logspace: [5, 40, 4]}
       rl.reward_flip: [0.0, 0.1]
@@ -14,8 +14,9 @@ A sweep config is a run config (see ``scaling.config.RunConfig``) plus axes:
 Value helpers: ``{logspace: [lo, hi, n]}`` (geometric), ``{linspace: [lo, hi, n]}``; integers for
 integer settings. ``--set key.path=value`` overrides any setting (YAML syntax for the value).
 
-A stage's key hashes its kind, its own settings and its inputs' keys, so points that share an
-upstream stage (one supervised model per preset, seeds and training settings) share its directory.
+A stage's key hashes its kind, its own settings, the versions of its code and its inputs' keys, so
+points that share an upstream stage (one supervised model per preset, seed group and training settings)
+share its directory.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def train_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progres
         log(f"chunk {done}/{total} loss per seed {np.round(loss_RxC[:, -1], 4).tolist()}")
 
     t0 = time.perf_counter()
-    res = train(cfg, task, run.train, seeds, checkpoint_dir=out / "checkpoint", on_chunk=on_chunk)
+    res = train(cfg, task, run.train, seeds, checkpoint_dir=out / "checkpoint", on_chunk=on_chunk, log=log)
     _finite_or_fail(res.loss_RxN, "training loss", seeds)
     counts = param_counts(cfg)
     tokens = res.steps * run.train.batch_size * res.seq_len
@@ -142,13 +142,13 @@ def point_rows(run: RunConfig, dirs: dict[str, Path], summaries: dict[str, dict]
     """
     train, rl = summaries["train"], summaries.get("rl", {})
     acc = pd.read_csv(dirs["eval"] / "accuracy.csv").assign(
-        source="eval", budget=-1, k=1, rl_prompts=rl.get("rl_prompts", 0)
+        source="eval", budget=None, k=1, rl_prompts=rl.get("rl_prompts", 0)
     )
     parts = [acc.rename(columns={"accuracy": "value"})]
     if (dirs["eval"] / "testtime.csv").is_file():
         tt = pd.read_csv(dirs["eval"] / "testtime.csv")
         by = ["seed", "difficulty", "strategy", "budget", "k"]
-        per = tt.groupby(by, as_index=False).agg(
+        per = tt.groupby(by, as_index=False, dropna=False).agg(
             value=("correct", "mean"),
             n=("correct", "size"),
             thinking_tokens=("thinking_tokens", "mean"),
@@ -162,13 +162,14 @@ def point_rows(run: RunConfig, dirs: dict[str, Path], summaries: dict[str, dict]
         ladder = pd.read_csv(dirs["rl"] / "ladder.csv").rename(
             columns={"accuracy": "value", "prompts_seen": "rl_prompts"}
         )
-        parts.append(ladder.assign(source="rl_ladder", budget=-1, k=1))
+        parts.append(ladder.assign(source="rl_ladder", budget=None, k=1))
     rows = pd.concat(parts, ignore_index=True)
     completions = rows["rl_prompts"] * (run.rl.group_size if "rl" in dirs else 0)
     history = io.read_json(dirs["train"] / "metrics.json", "training metrics")
     final_loss = {
         s: float(np.mean(loss[-max(1, len(loss) // 10) :])) for s, loss in zip(history["seeds"], history["loss"])
     }
+    rows["budget"] = rows["budget"].astype("Int64")  # null where no thinking budget applies
     return rows.assign(
         metric="accuracy",
         task=run.task,

@@ -8,12 +8,14 @@ and ``scaling status`` read it without loading the numerics).
         log.txt                    a log line per chunk, each with the first 8 characters of the claim token
         runs.jsonl                 each attempt's start and end (done, failed, lost) with its claim token
         claim, claim.lock          held by the worker computing it (see ``scaling.claims``)
-        done.json | failed.json    written last and atomically: a stage without done.json is redone
+        done.json | failed.json    written last and atomically: a stage without a done.json it can trust
+                                   (``corruption``: cut short, another version, output files changed) is redone
     results.csv, results.parquet   tidy: one row per (point, seed, difficulty, source, strategy, budget, k)
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from scaling.claims import holder
@@ -21,18 +23,57 @@ from scaling.errors import ScalingError
 from scaling.io import read_json
 from scaling.plan import seed_family
 
-STATUSES = ("done", "failed", "claimed", "pending")
+STATUSES = ("done", "failed", "claimed", "corrupt", "pending")
+# Revision of the done.json record (1: the stage's name and the size of every output file).
+RECORD_FORMAT = 1
+_NOT_OUTPUTS = ("log.txt", "runs.jsonl", "settings.json", "done.json", "failed.json")
 
 
 def stage_dir(out: Path, name: str) -> Path:
     return Path(out) / "stages" / name
 
 
+def output_files(d: Path) -> dict[str, int]:
+    """Size in bytes of every output file of stage directory ``d`` (what done.json vouches for)."""
+    return {
+        str(p.relative_to(d)): p.stat().st_size
+        for p in sorted(d.rglob("*"))
+        if p.is_file() and p.name not in _NOT_OUTPUTS and not p.name.startswith(("claim", "."))
+    }
+
+
+def record(name: str, summary: dict, d: Path) -> dict:
+    """The done.json of stage ``name``: its summary, the record's format and its output files' sizes."""
+    return summary | {"stage": name, "record_format": RECORD_FORMAT, "files": output_files(d)}
+
+
+def corruption(out: Path, name: str) -> str | None:
+    """Why the done.json of stage ``name`` cannot be trusted (cut short, written by another version of
+    the toolkit, an output file missing or of another size), or None when it can."""
+    d = stage_dir(out, name)
+    try:
+        rec = json.loads((d / "done.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "done.json is cut short (not valid JSON)"
+    if not isinstance(rec, dict) or rec.get("record_format") != RECORD_FORMAT or rec.get("stage") != name:
+        return "done.json was written by another version of the toolkit or for another stage"
+    for rel, size in rec.get("files", {}).items():
+        p = d / rel
+        if not p.is_file():
+            return f"{rel} is missing"
+        if p.stat().st_size != size:
+            return f"{rel} has {p.stat().st_size} bytes where done.json recorded {size} (cut short?)"
+    return None
+
+
 def stage_status(out: Path, name: str) -> str:
-    """done | failed | claimed (a worker is computing it) | pending."""
+    """done | failed | claimed (a worker is computing it) | corrupt (a record that cannot be trusted:
+    the stage is redone) | pending."""
     d = stage_dir(out, name)
     if (d / "done.json").is_file():
-        return "done"
+        return "corrupt" if corruption(out, name) else "done"
     if (d / "failed.json").is_file():
         return "failed"
     if (d / "claim").is_file():
@@ -74,6 +115,8 @@ def status_text(out: str | Path) -> str:
         table[s["kind"]][st] += 1
         if st == "failed":
             lines.append(f"  failed {name}: {failure_reason(out, name)}")
+        if st == "corrupt":
+            lines.append(f"  corrupt {name}: {corruption(out, name)} (redone by the next run)")
         if st == "claimed":
             who = holder(stage_dir(out, name) / "claim")
             where = f": worker {who['worker']} on {who['host']} (pid {who['pid']})" if who else ""

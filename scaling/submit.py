@@ -1,22 +1,31 @@
 """``scaling submit``: launch sweep workers through submitit (a SLURM job array, or local processes).
 
 Each job runs ``run_sweep(config, out, worker=i, workers=N)``; workers share ``out`` and split the
-stage graph through atomic claims (see ``scaling.sweep``), so N jobs never compute a stage twice.
+stage graph through claims (see ``scaling.claims``), so N jobs never compute a stage at the same time.
+A job is checkpointable: when SLURM (or submitit's local executor) signals a preemption or the time
+limit (SIGUSR2), submitit requeues the same call, and the requeued worker resumes its stages from their
+checkpoints. The claim of the stage it was computing is released on the way out.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import submitit
+
 from scaling.errors import ScalingError
 
 
-def worker_job(config: str, out: str, overrides: list[str], worker: int, workers: int) -> int:
-    """Body of one submitted job: the number of result rows it wrote."""
-    from scaling.sweep import maybe_initialize_distributed, run_sweep
+class SweepWorker(submitit.helpers.Checkpointable):
+    """The body of one submitted job; requeued as is on preemption or timeout (``checkpoint`` is
+    submitit's default: the same call again, since every stage resumes by itself)."""
 
-    maybe_initialize_distributed()
-    return len(run_sweep(config, out, overrides, worker=worker, workers=workers, progress=False).results)
+    def __call__(self, config: str, out: str, overrides: list[str], worker: int, workers: int) -> int:
+        """The number of result rows the sweep wrote."""
+        from scaling.sweep import maybe_initialize_distributed, run_sweep
+
+        maybe_initialize_distributed()
+        return len(run_sweep(config, out, overrides, worker=worker, workers=workers, progress=False).results)
 
 
 def submit(
@@ -32,24 +41,30 @@ def submit(
 ):
     """Submit ``workers`` jobs as one array; ``executor`` is auto (SLURM if available), slurm or local.
 
-    ``slurm`` holds extra submitit parameters (e.g. ``{"slurm_partition": "gpu"}``). With ``wait``,
-    block until all jobs finish. Returns the jobs and a line per failed job (empty without ``wait``).
+    ``slurm`` holds submitit parameters passed through as given (e.g. ``{"slurm_partition": "gpu"}``;
+    values are parsed as numbers where they are); they win over ``timeout_min`` and the job name. With
+    ``wait``, block until all jobs finish. Returns the jobs and a line per failed job (empty without
+    ``wait``).
     """
-    import submitit
-
     from scaling.plan import make_plan
 
     if workers < 1:
         raise ScalingError(f"--workers {workers}: expected an integer >= 1")
+    if timeout_min < 1:
+        raise ScalingError(f"--timeout-min {timeout_min}: expected an integer >= 1 (minutes)")
     make_plan(config, list(overrides))  # config errors before anything is queued
     folder = folder or str(Path(out) / "submitit" / "%j")
     cluster = None if executor == "auto" else executor
     ex = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    params = {k: _parse(v) for k, v in (slurm or {}).items()}
-    ex.update_parameters(timeout_min=timeout_min, name=f"scaling-{Path(config).stem}", **params)
+    params = {"timeout_min": timeout_min, "name": f"scaling-{Path(config).stem}"}
+    params |= {k: _parse(v) for k, v in (slurm or {}).items()}
+    try:
+        ex.update_parameters(**params)
+    except (NameError, TypeError, ValueError) as e:  # submitit names the unknown or invalid parameter
+        raise ScalingError(f"--slurm: {e}") from None
     n = [workers] * workers
     jobs = ex.map_array(
-        worker_job, [str(config)] * workers, [str(out)] * workers, [list(overrides)] * workers, range(workers), n
+        SweepWorker(), [str(config)] * workers, [str(out)] * workers, [list(overrides)] * workers, range(workers), n
     )
     failed = []
     for job in jobs if wait else []:

@@ -23,11 +23,11 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from scaling import claims, io
+from scaling import claims, io, store
 from scaling.errors import ScalingError
 from scaling.plan import Plan, Stage, make_plan
 from scaling.stages import STAGES, is_writer, point_rows, write_table
-from scaling.store import failure_reason, seed_groups, stage_dir, stage_status
+from scaling.store import corruption, failure_reason, seed_groups, stage_dir, stage_status
 
 KINDS = ("train", "rl", "eval")  # the order stages run in
 
@@ -63,9 +63,9 @@ def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar
     leader = claim is not None
     token = claim.token[:8] if leader else ""
 
-    def record(event: str, **extra) -> None:
+    def event(kind: str, **extra) -> None:
         if leader:
-            doc = {"token": claim.token, "event": event, "worker": claim.worker, "host": claims.HOST}
+            doc = {"token": claim.token, "event": kind, "worker": claim.worker, "host": claims.HOST}
             _append(d / "runs.jsonl", io.dumps(doc | {"pid": os.getpid(), "time": time.time()} | extra, indent=None))
 
     def log(msg: str) -> None:
@@ -80,8 +80,10 @@ def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar
             bar.refresh()
 
     if leader:
+        if problem := corruption(out, stage.name):
+            log(f"redoing {stage.name}: {problem}")
         _clear_partial(d, stage.kind)
-        record("start")
+        event("start")
         io.write_json(d / "settings.json", stage.settings)
     if bar is not None:
         bar.reset()
@@ -92,19 +94,19 @@ def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar
         summary = STAGES[stage.kind](plan.runs[stage.name], d, inputs, log, progress)
         progress(1, 1)  # a last ownership check before the record
     except OwnershipLost as e:
-        record("lost", reason=str(e))
+        event("lost", reason=str(e))
         return False
     except Exception as e:  # recorded; the sweep goes on with the stages that do not need this one
         reason = f"{type(e).__name__}: {e}"
         log(f"failed: {reason}\n{traceback.format_exc()}")
         if leader:
             io.write_json(d / "failed.json", {"reason": reason, "worker": claim.worker})
-            record("failed", reason=reason)
+            event("failed", reason=reason)
         return False
     log(f"done in {summary.get('seconds', 0):.1f}s")
     if leader:
-        io.write_json(d / "done.json", summary)
-        record("done")
+        io.write_json(d / "done.json", store.record(stage.name, summary, d))
+        event("done")
     return True
 
 
@@ -187,10 +189,10 @@ def next_stage(plan: Plan, out: Path, names: list[str], final: dict[str, str], w
         elif all(final.get(dep) == "done" for dep in deps) and (
             claim := claims.try_claim(stage_dir(out, name), worker, stale_after)
         ):
-            if stage_status(out, name) == "claimed":  # not finished by another worker meanwhile
+            if (now := stage_status(out, name)) not in ("done", "failed"):  # not finished by another meanwhile
                 return i, claim
             claims.release(claim)
-            final[name] = stage_status(out, name)
+            final[name] = now
     return (-2 if len(final) == len(names) else -1), None
 
 

@@ -189,8 +189,11 @@ def train(
     checkpoint_dir: str | Path | None = None,
     on_chunk: Callable[[int, int, np.ndarray], None] | None = None,
     stop_after_chunks: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train one model shape for every seed; resume from ``checkpoint_dir`` if it holds a chunk."""
+    """Train one model shape for every seed; resume from ``checkpoint_dir`` if it holds a chunk. A
+    checkpoint step that cannot be restored (cut short) is named through ``log``, dropped, and trained
+    again from the start."""
     seq_len = task.seq_len(range(tc.difficulties[0], tc.difficulties[1] + 1))
     steps = total_steps(tc, cfg, seq_len)
     n_chunks = steps // tc.chunk_steps
@@ -216,8 +219,16 @@ def train(
     with checkpoint.Checkpoints(checkpoint_dir) if checkpoint_dir is not None else contextlib.nullcontext() as ckpt:
         if ckpt is not None and (found := ckpt.latest_step()) is not None:
             like = {"state": abstract_state(cfg, len(seeds), everywhere), "loss": None}
-            restored = ckpt.restore(found, like, expect=meta)
-            state, losses, start = restored["state"], [np.asarray(restored["loss"])], found + 1
+            try:
+                restored = ckpt.restore(found, like, expect=meta)
+            except ScalingError:  # made for another run: never trained over
+                raise
+            except Exception as e:  # a step cut short: never trusted
+                if log is not None:
+                    log(f"checkpoint step {found} in {checkpoint_dir} is unreadable ({type(e).__name__}); retraining")
+                ckpt.discard(found)
+            else:
+                state, losses, start = restored["state"], [np.asarray(restored["loss"])], found + 1
         for chunk in range(start, n_chunks):
             batches = [chunk_batches(task, tc, s, chunk, steps, seq_len) for s in seeds]
             tokens = global_array(np.stack([b[0] for b in batches]), batch_sharding)

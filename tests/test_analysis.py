@@ -127,7 +127,7 @@ def synthetic_results(accuracy, models=None, seeds=(0, 1, 2)) -> pd.DataFrame:
                 rows.append(
                     {"source": "eval", "strategy": "greedy", "model": model, "params": 1e4 * 2**i,
                      "non_embedding_params": 8e3 * 2**i, "seed": seed, "difficulty": d, "value": accuracy(i, seed),
-                     "in_train_range": True, "rl_prompts": 0, "budget": -1, "k": 1, "train_tokens": 1e6,
+                     "in_train_range": True, "rl_prompts": 0, "budget": None, "k": 1, "train_tokens": 1e6,
                      "train_flops": 1e12 * 2**i, "task": "add", "answer_loss": 1.0, "train_loss": 0.5}
                 )  # fmt: skip
     return pd.DataFrame(rows)

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from scaling.config import ConfigError
+from scaling.errors import ScalingError
 from scaling.plan import make_plan
 from scaling.store import status_text
 from scaling.sweep import run_sweep
@@ -68,6 +69,9 @@ def test_plan_shares_upstream_stages_and_expands_helpers(tmp_path):
     text = SWEEP.replace("rl.reward_flip: [0.0, 0.2]", "train.steps: {logspace: [10, 1000, 3]}")
     plan = make_plan(write(tmp_path, text + "zip:\n  train.lr: [0.001, 0.003]\n  train.batch_size: [8, 16]\n"))
     assert sorted({p.run.train.steps for p in plan.points}) == [10, 100, 1000]
+    typed = make_plan(write(tmp_path, SWEEP), ["axes.rl.reward_flip=[0, 1e-1]"])  # YAML reads 1e-1 as a string
+    assert [p.axes["rl.reward_flip"] for p in typed.points[:2]] == [0.0, 0.1]
+    assert all(isinstance(p.axes["rl.reward_flip"], float) for p in typed.points)
     assert {(p.run.train.lr, p.run.train.batch_size) for p in plan.points} == {(0.001, 8), (0.003, 16)}
     assert len(plan.points) == 2 * 3 * 2
     only = make_plan(write(tmp_path, SWEEP), ["rl.models=[d48]"])  # RL for some presets only
@@ -172,6 +176,8 @@ def test_chaos_workers_killed_at_random_give_the_uninterrupted_results(tmp_path)
     assert kills >= 10
     resumed = pd.read_parquet(out / "results.parquet")
     pd.testing.assert_frame_equal(resumed, reference.reset_index(drop=True), check_dtype=False)
+    assert resumed.loc[resumed["strategy"] != "budget", "budget"].isna().all()  # null where it does not apply
+    assert resumed["axis:rl.reward_flip"].dtype == float
     repeated = 0
     for d in (out / "stages").iterdir():
         tokens = [m.group(1) for m in re.finditer(r"^\S+ \S+ \[(\w{8})\]", (d / "log.txt").read_text(), re.M)]
@@ -269,6 +275,8 @@ def test_failed_stage_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert all(runs_per_stage(out)[d.name] == 1 for d in failed)
     run_sweep(config, out, retry_failed=True, progress=False)  # ... until asked to retry
     assert all(runs_per_stage(out)[d.name] == 2 for d in failed)
+    stopped = run_sweep(config, tmp_path / "fast", progress=False, fail_fast=True)  # stops at the first failure
+    assert list(stopped.final.values()).count("failed") == 1 and "pending" in stopped.final.values()
 
 
 class CompileCounter(logging.Handler):
@@ -310,14 +318,45 @@ def test_one_compilation_per_model_shape(tmp_path):
         logger.removeHandler(counter)
 
 
-def test_submit_with_submitit_local_executor(tmp_path):
+def test_submitit_job_signalled_sigusr2_is_requeued_and_the_sweep_finishes(tmp_path):
+    """As SLURM does before a preemption or the time limit: the job gets SIGUSR2 mid-stage, submitit
+    requeues it, and the requeued worker resumes; a --slurm key never collides with our own."""
     from scaling.submit import submit
 
-    text = SWEEP.replace("rl:", "#rl:").replace("axes:\n  rl.reward_flip: [0.0, 0.2]", "")
-    config, out = write(tmp_path, text), tmp_path / "out"
-    jobs, failed = submit(str(config), str(out), workers=2, executor="local", wait=True)
-    assert not failed and len(jobs) == 2 and all(job.result() > 0 for job in jobs)
-    assert runs_per_stage(out) == {name: 1 for name in make_plan(config).stages}
+    text = (
+        SWEEP.replace("models: [d32, d48]", "models: [d32]").replace("rl:", "#rl:").replace("steps: 40", "steps: 120")
+    )
+    config, out = write(tmp_path, text.replace("axes:\n  rl.reward_flip: [0.0, 0.2]", "")), tmp_path / "out"
+    jobs, _ = submit(str(config), str(out), workers=1, executor="local", slurm={"timeout_min": "30"})
+    deadline = time.time() + 300
+    while not list(out.glob("stages/train-*/checkpoint/[0-9]*")) and time.time() < deadline:
+        time.sleep(0.05)  # the training stage has saved a chunk
+    (claim,) = out.glob("stages/*/claim")
+    os.kill(json.loads(claim.read_text())["pid"], signal.SIGUSR2)
+    assert jobs[0].result() > 0  # the requeued job finished the sweep
+    events = [json.loads(line) for d in (out / "stages").iterdir() for line in open(d / "runs.jsonl")]
+    assert len({e["pid"] for e in events}) == 2  # two processes: the signalled one and the requeued one
+    assert "Requeued job" in jobs[0].stderr() or "Requeued job" in (jobs[0].stdout() or "")
+    with pytest.raises(ScalingError, match="--slurm"):
+        submit(str(config), str(out), executor="local", slurm={"no_such_parameter": "1"})
+
+    # corrupted state is named and redone, never trusted
+    from scaling.tables import read_table
+
+    before, runs = pd.read_parquet(out / "results.parquet"), runs_per_stage(out)
+    (train,) = out.glob("stages/train-*")
+    (evaluation,) = out.glob("stages/eval-*")
+    step = max((p for p in train.rglob("*") if p.is_file() and "checkpoint" in str(p)), key=lambda p: p.stat().st_size)
+    for path in (step, evaluation / "done.json", out / "results.parquet"):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ScalingError, match=r"results.parquet: cannot read"):
+        read_table(out / "results.parquet")
+    text = status_text(out)
+    assert f"corrupt {train.name}: checkpoint/" in text and f"corrupt {evaluation.name}: done.json is cut short" in text
+    after = run_sweep(config, out, progress=False).results
+    assert runs_per_stage(out) == {name: n + 1 for name, n in runs.items()}  # both redone, once
+    assert "is unreadable" in (train / "log.txt").read_text() and "redoing" in (evaluation / "log.txt").read_text()
+    pd.testing.assert_frame_equal(after, before, check_dtype=False)
 
 
 def test_multi_host_job_computes_each_stage_on_all_processes(tmp_path):
