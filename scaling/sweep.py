@@ -68,12 +68,18 @@ def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar
             doc = {"token": claim.token, "event": kind, "worker": claim.worker, "host": claims.HOST}
             _append(d / "runs.jsonl", io.dumps(doc | {"pid": os.getpid(), "time": time.time()} | extra, indent=None))
 
+    def mine() -> bool:  # read at every chunk: a worker that was paused past its staleness learns at once
+        return not claim.lost.is_set() and claims.owns(claim)
+
     def log(msg: str) -> None:
-        if leader and not claim.lost.is_set():
+        if leader and mine():
             _append(d / "log.txt", f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{token}] {msg}\n")
 
     def progress(done: int, total: int) -> None:
-        if leader and claim.lost.is_set():
+        lost = leader and not mine()
+        if jax.process_count() > 1:  # every process of a multi-host job stops together
+            lost = bool(_agree(int(lost)))
+        if lost:
             raise OwnershipLost(f"{stage.name}: claim taken over by another worker")
         if bar is not None:
             bar.total, bar.n = total, done

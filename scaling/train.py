@@ -236,10 +236,10 @@ def train(
             state, metrics = train_chunk(cfg, state, tokens, mask, hp)
             loss_RxC = np.asarray(metrics["loss"])  # the one host fetch per chunk
             losses.append(loss_RxC)
+            if on_chunk is not None:  # first: it may stop the stage (its claim lost) before anything is saved
+                on_chunk(chunk + 1, n_chunks, loss_RxC)
             if ckpt is not None:
                 ckpt.save(chunk, {"state": state, "loss": np.concatenate(losses, axis=1)}, meta)
-            if on_chunk is not None:
-                on_chunk(chunk + 1, n_chunks, loss_RxC)
             if stop_after_chunks is not None and chunk + 1 - start >= stop_after_chunks:
                 break
     loss_RxN = np.concatenate(losses, axis=1) if losses else np.zeros((len(seeds), 0))

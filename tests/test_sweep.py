@@ -178,17 +178,59 @@ def test_chaos_workers_killed_at_random_give_the_uninterrupted_results(tmp_path)
     pd.testing.assert_frame_equal(resumed, reference.reset_index(drop=True), check_dtype=False)
     assert resumed.loc[resumed["strategy"] != "budget", "budget"].isna().all()  # null where it does not apply
     assert resumed["axis:rl.reward_flip"].dtype == float
-    repeated = 0
+    restarts, lost = 0, 0.0
     for d in (out / "stages").iterdir():
         tokens = [m.group(1) for m in re.finditer(r"^\S+ \S+ \[(\w{8})\]", (d / "log.txt").read_text(), re.M)]
         owners = [t for j, t in enumerate(tokens) if j == 0 or t != tokens[j - 1]]
         assert len(owners) == len(set(owners)), (d.name, owners)  # never two owners at once
-        events = [json.loads(line)["event"] for line in open(d / "runs.jsonl")]
+        records = [json.loads(line) for line in open(d / "runs.jsonl")]
+        events = [e["event"] for e in records]
         assert events.count("done") == 1 and events[-1] == "done", (d.name, events)  # never redone once done
-        repeated += events.count("start") - 1
-    print(f"chaos: {kills} kills survived, {len(list((out / 'stages').iterdir()))} stages, {repeated} restarts")
+        starts = [e["time"] for e in records if e["event"] == "start"]
+        restarts += len(starts) - 1
+        lost += starts[-1] - starts[0]  # attempts cut short, each until the next began
+    stages = len(list((out / "stages").iterdir()))
+    print(f"chaos: {kills} kills survived, {stages} stages, {restarts} restarts, {lost:.1f}s of attempts cut short")
     r = scaling_cli("run", config, "--out", out, "--dry-run")
     assert r.returncode == 0 and "to compute: 0 stages" in r.stdout
+
+
+def test_a_paused_worker_whose_claim_is_taken_over_stops_with_a_record(tmp_path):
+    """Worker A is paused (SIGSTOP) mid-stage past the staleness limit; B takes the claim over and
+    finishes the stage. A, resumed, finds at its next chunk that the claim is no longer its own and
+    stops, recording ``lost``; the stage's log never shows the two interleaved."""
+    text = (
+        SWEEP.replace("models: [d32, d48]", "models: [d32]").replace("rl:", "#rl:").replace("steps: 40", "steps: 200")
+    )
+    config, out = write(tmp_path, text.replace("axes:\n  rl.reward_flip: [0.0, 0.2]", "")), tmp_path / "out"
+
+    def start(i):
+        cmd = [sys.executable, "-m", "scaling", "run", config, "--out", out, "--worker", str(i), "--workers", "2"]
+        return subprocess.Popen([*cmd, "--stale-after", "2", "--no-analyze"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    def train_log() -> str:
+        return "".join(p.read_text() for p in out.glob("stages/train-*/log.txt"))
+
+    a, deadline = start(0), time.time() + 240
+    while "chunk 2/" not in train_log() and time.time() < deadline:
+        time.sleep(0.05)
+    a.send_signal(signal.SIGSTOP)
+    b = start(1)
+    while train_log().count("] start") < 2 and time.time() < deadline:
+        time.sleep(0.05)  # B has taken the claim over
+    a.send_signal(signal.SIGCONT)
+    for w in (a, b):
+        _, err = w.communicate(timeout=max(10, deadline - time.time()))
+        assert w.returncode == 0, err[-3000:]
+    (train,) = out.glob("stages/train-*")
+    events = [json.loads(line) for line in open(train / "runs.jsonl")]
+    assert [e["event"] for e in events if e["pid"] == a.pid] == ["start", "lost"]
+    assert [e["event"] for e in events if e["pid"] == b.pid] == ["start", "done"]
+    tokens = re.findall(r"^\S+ \S+ \[(\w{8})\]", (train / "log.txt").read_text(), re.M)
+    owners = [t for j, t in enumerate(tokens) if j == 0 or t != tokens[j - 1]]
+    assert len(owners) == 2  # A, then B: never interleaved
+    assert len(pd.read_parquet(out / "results.parquet")) > 0
 
 
 def test_stale_claims_are_judged_on_the_watchers_clock_and_taken_over_once(tmp_path):
