@@ -453,7 +453,7 @@ def _one_axis(name, build, df, model, bootstrap, seed, res: Analysis, law_dir: P
     if law is not None:
         law.save(law_dir / f"{name}.json")
         res.laws[name] = law
-    res.figures += plots.axis_figures(data, law, fig_dir)
+    res.figures += plots.save_all(plots.axis_figures(data, law), fig_dir)
 
 
 def _ladder(df: pd.DataFrame, bootstrap: int, seed: int, res: Analysis, law_dir: Path, fig_dir: Path) -> None:
@@ -468,7 +468,7 @@ def _ladder(df: pd.DataFrame, bootstrap: int, seed: int, res: Analysis, law_dir:
         res.skipped.append(f"ladder: {e}")
         return
     res.ladder.save(law_dir / "ladder.json")
-    res.figures += plots.ladder_figure(res.ladder, ladder_points(df), fig_dir)
+    res.figures += plots.save(plots.ladder_figure(res.ladder, ladder_points(df)), fig_dir / "ladder")
 
 
 def _tradeoff(df: pd.DataFrame, res: Analysis, law_dir: Path, fig_dir: Path) -> None:
@@ -490,4 +490,4 @@ def _tradeoff(df: pd.DataFrame, res: Analysis, law_dir: Path, fig_dir: Path) -> 
         return
     if not levels:
         res.skipped.append("tradeoff: fewer than 3 presets with thinking-budget rows, no frontier fitted")
-    res.figures += plots.tradeoff_figure(df, frontiers, fig_dir)
+    res.figures += plots.save(plots.tradeoff_figure(df, frontiers), fig_dir / "tradeoff")

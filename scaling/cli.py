@@ -16,9 +16,16 @@ import sys
 
 import numpy as np
 
+from scaling import __version__
 from scaling.errors import ScalingError
+from scaling.io import dumps
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _print_json(obj) -> None:
+    """One line of strict JSON on stdout (what ``--json`` prints)."""
+    sys.stdout.write(dumps(obj, indent=None))
 
 
 def _csv_list(text: str) -> list[str]:
@@ -91,24 +98,31 @@ def cmd_law(args: argparse.Namespace) -> int:
     if not args.values:
         raise ScalingError(f"scaling law {args.action} needs at least one value")
     y_name = law.step2.y if ladder else law.y
+    rows = []
     if args.action == "predict":
         xs = _law_inputs(law.x, args.values)
         y = np.atleast_1d(law.predict(xs))
         band = law.interval(xs, args.level) if has_samples else None
         for i, (v, yi) in enumerate(zip(args.values, y)):
-            extra = f"  [{band[0][i]:.6g}, {band[1][i]:.6g}] ({args.level:.0%})" if band else ""
-            print(f"{y_name}({v}) = {yi:.6g}{extra}")
-        return 0
-    if ladder:
-        raise ScalingError("scaling law solve needs a single-input law; a ladder predicts from (N, D)")
-    for v in args.values:
-        target = _number(v)
-        x = law.solve(target)
-        extra = ""
-        if has_samples:
-            lo, hi = law.solve_interval(target, args.level)
-            extra = f"  [{lo:.6g}, {hi:.6g}] ({args.level:.0%})"
-        print(f"{law.x[0]} for {law.y} = {target:g}: {x:.6g}{extra}")
+            x = dict(zip(law.x, np.atleast_1d(xs[i]).tolist()))
+            lo, hi = (float(band[0][i]), float(band[1][i])) if band else (None, None)
+            rows.append({"x": x, y_name: float(yi), "lo": lo, "hi": hi, "level": args.level if band else None})
+            if not args.json:
+                extra = f"  [{lo:.6g}, {hi:.6g}] ({args.level:.0%})" if band else ""
+                print(f"{y_name}({v}) = {yi:.6g}{extra}")
+    else:
+        if ladder:
+            raise ScalingError("scaling law solve needs a single-input law; a ladder predicts from (N, D)")
+        for v in args.values:
+            target = _number(v)
+            x = law.solve(target)
+            lo, hi = law.solve_interval(target, args.level) if has_samples else (None, None)
+            rows.append({law.y: target, law.x[0]: x, "lo": lo, "hi": hi, "level": args.level if has_samples else None})
+            if not args.json:
+                extra = f"  [{lo:.6g}, {hi:.6g}] ({args.level:.0%})" if has_samples else ""
+                print(f"{law.x[0]} for {law.y} = {target:g}: {x:.6g}{extra}")
+    if args.json:
+        _print_json(rows)
     return 0
 
 
@@ -139,12 +153,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     out = args.out or str(Path("runs") / Path(args.config).stem)
     if args.dry_run:  # planning only: no jax
-        from scaling.plan import describe, make_plan
+        from scaling.plan import describe, dry_run_doc, make_plan
         from scaling.store import seed_groups, statuses
 
         plan = make_plan(args.config, args.set or [], seed_groups(out))
-        print(describe(plan, statuses(Path(out), plan.stages)))
+        status = statuses(Path(out), plan.stages)
+        if args.json:
+            _print_json(dry_run_doc(plan, status))
+        else:
+            print(describe(plan, status))
         return 0
+    if args.json:
+        raise ScalingError("--json: only with --dry-run (a sweep's results are in OUT/results.parquet)")
     from scaling.stages import is_writer
     from scaling.sweep import maybe_initialize_distributed, run_sweep
 
@@ -193,7 +213,7 @@ def _print_analysis(run_dir: str, model: str | None, bootstrap: int) -> None:
         print(f"skipped {line}")
     n_laws = len(res.laws) + (res.ladder is not None)
     print(f"laws:    {Path(run_dir) / 'laws'}/  ({n_laws} JSON files, load with scaling.laws.load)")
-    print(f"figures: {Path(run_dir) / 'figures'}/  ({len(res.figures)} files, PNG and SVG)")
+    print(f"figures: {Path(run_dir) / 'figures'}/  ({len(res.figures)} files, PNG, SVG and PDF)")
     print(f"report:  {res.report}")
 
 
@@ -203,9 +223,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from scaling.store import status_text
+    from scaling.store import status_doc, status_text
 
-    print(status_text(args.dir))
+    if args.json:
+        _print_json(status_doc(args.dir))
+    else:
+        print(status_text(args.dir))
     return 0
 
 
@@ -242,7 +265,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     result = run_bench(_csv_list(args.sections) if args.sections else None)
     if args.json:
-        print(json.dumps(result, indent=1))
+        _print_json(result)
     else:
         for section, figures in result.items():
             print(f"[{section}]")
@@ -251,11 +274,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_CODES = """exit codes:
+  0    success
+  1    a stage failed or was blocked by a failed input (scaling run, scaling submit --wait)
+  2    bad input: config, table, law file, argument (one 'error: ...' line on stderr, no traceback)
+  130  interrupted (Ctrl-C)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="scaling", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="scaling",
+        description="Measure what buys reasoning accuracy (model size, RL data, thinking tokens) and fit laws to it.",
+        epilog=f"example:\n  scaling run experiments/quickstart.yaml --out runs/quickstart\n\n{EXIT_CODES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"scaling {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
         _fit_parser,
         _ladder_parser,
@@ -270,21 +304,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command(sub, name: str, help: str, example: str):
+    """A subcommand with its one-line help and an example in its epilog."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _fit_parser(sub) -> None:
     from scaling.laws import FORMS
 
-    f = sub.add_parser("fit", help="fit a law to a table (CSV, Parquet or JSONL)")
-    f.add_argument("table")
+    f = _command(
+        sub,
+        "fit",
+        "fit a law to a table (CSV, Parquet or JSONL)",
+        "scaling fit runs/quickstart/results.csv --x params --y value --where \"strategy == 'greedy'\" --out size.json",
+    )
+    f.add_argument("table", help="the data: a .csv, .parquet or .jsonl file")
     f.add_argument("--x", required=True, help="input column, or comma-separated columns (chinchilla: N,D)")
     f.add_argument("--y", required=True, help="output column")
     f.add_argument("--form", default="auto", help=f"one of {sorted(FORMS)} or auto (default)")
     f.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for intervals")
     f.add_argument("--holdout", type=int, default=0, help="hold out the K largest points and report the error")
-    f.add_argument("--loss", default="huber", choices=["huber", "squared"])
+    f.add_argument("--loss", default="huber", choices=["huber", "squared"], help="fit loss (default huber)")
     f.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
     f.add_argument("--space", choices=["log", "linear"], default=None, help="residual space (default per form)")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--level", type=float, default=0.95)
+    f.add_argument("--seed", type=int, default=0, help="seed of the optimiser starts and the bootstrap (default 0)")
+    f.add_argument("--level", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
     f.add_argument("--weights", metavar="COL", help="column of per-row sample weights (>= 0)")
     f.add_argument("--bounds", choices=["data", "physical"], default="data", help="asymptote bounds (default data)")
     f.add_argument("--assign", action="append", metavar="NAME=EXPR", help="add a column (pandas eval); repeatable")
@@ -294,7 +344,12 @@ def _fit_parser(sub) -> None:
 
 
 def _ladder_parser(sub) -> None:
-    f = sub.add_parser("ladder", help="fit a two-step ladder: task loss from N, D, then accuracy from task loss")
+    f = _command(
+        sub,
+        "ladder",
+        "fit a two-step ladder: task loss from N, D, then accuracy from task loss",
+        "scaling ladder points.csv --x N,D --loss task_loss --acc accuracy --bootstrap 200 --out ladder.json",
+    )
     f.add_argument("table", help="step 1 data (CSV, Parquet or JSONL): the x columns, task loss and accuracy")
     f.add_argument("--x", default="N,D", help="step 1 inputs: N,D (Chinchilla form) or one compute column")
     f.add_argument("--loss", required=True, help="task-loss column (> 0)")
@@ -302,26 +357,35 @@ def _ladder_parser(sub) -> None:
     f.add_argument("--acc-table", help="step 2 data (default: TABLE)")
     f.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples (bands carry both steps)")
     f.add_argument("--holdout", type=int, default=0, help="refit without the K largest points, score the chain")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=0, help="seed of the optimiser starts and the bootstrap (default 0)")
     f.add_argument("--out", help="save the ladder as JSON (scaling.laws.load reads it)")
     f.set_defaults(func=cmd_ladder)
 
 
 def _law_parser(sub) -> None:
-    law = sub.add_parser("law", help="reuse a saved law: show | predict X... | solve Y...")
-    law.add_argument("action", choices=["show", "predict", "solve"])
-    law.add_argument("law", help="law JSON file")
+    law = _command(
+        sub, "law", "reuse a saved law: show | predict X... | solve Y...", "scaling law solve size.json 0.9 --json"
+    )
+    law.add_argument("action", choices=["show", "predict", "solve"], help="what to do with the law")
+    law.add_argument("law", help="law JSON file (from scaling fit --out, scaling ladder --out or scaling analyze)")
     law.add_argument("values", nargs="*", help="x values (N,D pairs for chinchilla) or target y values")
-    law.add_argument("--level", type=float, default=0.95)
+    law.add_argument("--level", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
+    law.add_argument("--json", action="store_true", help="print one JSON list (predict, solve)")
     law.set_defaults(func=cmd_law)
 
 
 def _run_parser(sub) -> None:
-    r = sub.add_parser("run", help="run a sweep config (YAML): cached stages, resumable, shareable among workers")
-    r.add_argument("config")
+    r = _command(
+        sub,
+        "run",
+        "run a sweep config (YAML): cached stages, resumable, shareable among workers",
+        "scaling run experiments/size_cpu.yaml --out runs/size --set seeds=[0,1,2,3]",
+    )
+    r.add_argument("config", help="sweep config (YAML)")
     r.add_argument("--out", help="output directory (default runs/<config name>)")
     r.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a setting; repeatable")
     r.add_argument("--dry-run", action="store_true", help="print points, stages, cache status and FLOPs; run nothing")
+    r.add_argument("--json", action="store_true", help="with --dry-run: print one JSON object")
     r.add_argument("--retry-failed", action="store_true", help="rerun stages recorded as failed")
     r.add_argument("--worker", type=int, help="this worker's index (default: SLURM array task, else 0)")
     r.add_argument("--workers", type=int, help="number of workers sharing --out (default: SLURM array size, else 1)")
@@ -338,26 +402,41 @@ def _run_parser(sub) -> None:
 
 
 def _analyze_parser(sub) -> None:
-    an = sub.add_parser("analyze", help="fit laws and regenerate figures and report.md from a sweep's results")
-    an.add_argument("dir")
+    an = _command(
+        sub,
+        "analyze",
+        "fit laws and regenerate figures and report.md from a sweep's results",
+        "scaling analyze runs/quickstart --bootstrap 500",
+    )
+    an.add_argument("dir", help="a sweep's output directory (holds results.parquet)")
     an.add_argument("--model", help="preset of the one-preset axes (default: supervised accuracy closest to 50%%)")
-    an.add_argument("--bootstrap", type=int, default=200)
+    an.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the laws' intervals")
     an.set_defaults(func=cmd_analyze)
 
 
 def _status_parser(sub) -> None:
-    st = sub.add_parser("status", help="summarise a sweep directory's progress and failures")
-    st.add_argument("dir")
+    st = _command(
+        sub, "status", "summarise a sweep directory's progress and failures", "scaling status runs/quickstart --json"
+    )
+    st.add_argument("dir", help="a sweep's output directory (holds plan.json)")
+    st.add_argument("--json", action="store_true", help="print one JSON object")
     st.set_defaults(func=cmd_status)
 
 
 def _submit_parser(sub) -> None:
-    sm = sub.add_parser("submit", help="launch sweep workers through submitit (SLURM, or local processes)")
-    sm.add_argument("config")
-    sm.add_argument("--out", required=True)
-    sm.add_argument("--workers", type=int, default=1)
-    sm.add_argument("--executor", choices=["auto", "slurm", "local"], default="auto")
-    sm.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
+    sm = _command(
+        sub,
+        "submit",
+        "launch sweep workers through submitit (SLURM, or local processes)",
+        "scaling submit experiments/size_gpu.yaml --out runs/size --workers 8 --slurm slurm_partition=gpu",
+    )
+    sm.add_argument("config", help="sweep config (YAML)")
+    sm.add_argument("--out", required=True, help="output directory the workers share")
+    sm.add_argument("--workers", type=int, default=1, help="number of jobs in the array (default 1)")
+    sm.add_argument(
+        "--executor", choices=["auto", "slurm", "local"], default="auto", help="where jobs run (default: SLURM if any)"
+    )
+    sm.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a setting; repeatable")
     sm.add_argument("--logs", default=None, help="submitit log folder (default OUT/submitit)")
     sm.add_argument(
         "--slurm", action="append", metavar="KEY=VALUE", help="submitit parameter, e.g. slurm_partition=gpu"
@@ -373,7 +452,7 @@ def _submit_parser(sub) -> None:
 
 
 def _bench_parser(sub) -> None:
-    b = sub.add_parser("bench", help="measure speed and print figures")
+    b = _command(sub, "bench", "measure speed and print figures", "scaling bench --sections train --json")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--sections", help="comma-separated sections (default: all)")
     b.set_defaults(func=cmd_bench)

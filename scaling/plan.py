@@ -354,24 +354,57 @@ def make_plan(
     return Plan(where, raw, names, points, ordered, runs)
 
 
-def describe(plan: Plan, status: dict[str, str]) -> str:
-    """The dry-run text: points with their axis values, then stages with status and estimated FLOPs."""
-    lines = [
-        f"{plan.source}: {len(plan.points)} points x {len(plan.points[0].run.seeds)} seeds, "
-        f"{len(plan.stages)} stages; axes: {', '.join(plan.axis_names) or '(none)'}"
-    ]
-    for p in plan.points:
-        values = ", ".join(f"{k}={v}" for k, v in p.axes.items()) or "(base)"
-        lines.append(f"  point {p.index:3d}  {values}  -> {' '.join(p.stage_names)}")
-    total = 0.0
-    lines.append(f"  {'stage':24s} {'status':8s} {'est. FLOPs':>10s}  points")
+def dry_run_doc(plan: Plan, status: dict[str, str]) -> dict:
+    """``scaling run --dry-run --json``: the points with their axis values, seed groups and stages; every
+    stage with its kind, status, estimated FLOPs and the points that use it; what is cached and what is
+    left to compute."""
+    stages = []
     for name, stage in plan.stages.items():
-        flops = estimate_flops(plan.runs[name], stage.kind)
-        total += flops if status.get(name) != "done" else 0.0
-        lines.append(f"  {name:24s} {status.get(name, 'pending'):8s} {flops:10.2e}  {len(plan.users(name))}")
-    counts = {s: list(status.values()).count(s) for s in ("done", "failed", "claimed")}
+        stages.append(
+            {
+                "name": name,
+                "kind": stage.kind,
+                "status": status.get(name, "pending"),
+                "flops": estimate_flops(plan.runs[name], stage.kind),
+                "points": plan.users(name),
+            }
+        )
+    left = [s for s in stages if s["status"] != "done"]
+    return {
+        "config": plan.source,
+        "axes": plan.axis_names,
+        "seeds": list(plan.points[0].run.seeds),
+        "points": [
+            {
+                "index": p.index,
+                "axes": p.axes,
+                "seed_groups": [{"seeds": list(g.seeds), "used": list(g.used), "stages": g.stages} for g in p.groups],
+            }
+            for p in plan.points
+        ],
+        "stages": stages,
+        "cached": {k: sum(s["status"] == k for s in stages) for k in ("done", "failed", "claimed")},
+        "to_compute": {"stages": len(left), "flops": sum(s["flops"] for s in left)},
+    }
+
+
+def describe(plan: Plan, status: dict[str, str]) -> str:
+    """The dry-run text: ``dry_run_doc`` as lines."""
+    doc = dry_run_doc(plan, status)
+    lines = [
+        f"{doc['config']}: {len(doc['points'])} points x {len(doc['seeds'])} seeds, "
+        f"{len(doc['stages'])} stages; axes: {', '.join(doc['axes']) or '(none)'}"
+    ]
+    for p in doc["points"]:
+        values = ", ".join(f"{k}={v}" for k, v in p["axes"].items()) or "(base)"
+        names = [n for g in p["seed_groups"] for n in g["stages"].values()]
+        lines.append(f"  point {p['index']:3d}  {values}  -> {' '.join(names)}")
+    lines.append(f"  {'stage':24s} {'status':8s} {'est. FLOPs':>10s}  points")
+    for s in doc["stages"]:
+        lines.append(f"  {s['name']:24s} {s['status']:8s} {s['flops']:10.2e}  {len(s['points'])}")
+    cached, left = doc["cached"], doc["to_compute"]
     lines.append(
-        f"cached: {counts['done']} done, {counts['failed']} failed, {counts['claimed']} claimed; "
-        f"to compute: {len(plan.stages) - counts['done']} stages, about {total:.2e} FLOPs"
+        f"cached: {cached['done']} done, {cached['failed']} failed, {cached['claimed']} claimed; "
+        f"to compute: {left['stages']} stages, about {left['flops']:.2e} FLOPs"
     )
     return "\n".join(lines)

@@ -1,4 +1,6 @@
-"""Figures from results and laws: each saved as PNG and SVG, axes labelled, titles say what was fixed."""
+"""Figures from results and laws, in one style: axes labelled, titles say what was fixed, the stretch of a
+law beyond its fitted range dashed. Each plotting function returns its figures (name -> Figure) open,
+for a user to restyle; ``save`` writes one as PNG, SVG and PDF, atomically, and closes it."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import pandas as pd
 from scaling.io import write_with
 from scaling.laws import Ladder, Law
 
-FORMATS = (".png", ".svg")
+FORMATS = (".png", ".svg", ".pdf")
+STYLE = {"font.size": 8, "axes.grid": True, "grid.alpha": 0.3, "legend.frameon": False, "figure.dpi": 100}
 
 
 def save(fig, path_without_suffix: Path) -> list[Path]:
@@ -25,6 +28,20 @@ def save(fig, path_without_suffix: Path) -> list[Path]:
     ]
     plt.close(fig)
     return out
+
+
+def save_all(figures: dict, fig_dir: Path) -> list[Path]:
+    """Every figure of ``figures`` (name -> Figure) saved as ``fig_dir/<name>.*`` (see ``save``)."""
+    return [path for name, fig in figures.items() for path in save(fig, fig_dir / name)]
+
+
+def _law_curve(ax, law: Law, x_lo: float, x_hi: float, x_max: float, **kw) -> None:
+    """The law solid over its fitted range [x_lo, x_hi], dashed where it extrapolates (up to x_max)."""
+    inside = np.geomspace(x_lo, x_hi, 150)
+    ax.plot(inside, law.predict(inside), **kw)
+    if x_max > x_hi:
+        beyond = np.geomspace(x_hi, x_max, 50)
+        ax.plot(beyond, law.predict(beyond), ls="--", color=kw.get("color"), label="extrapolated")
 
 
 def _log_x(ax) -> None:
@@ -50,13 +67,15 @@ def _title(data, law: Law | None) -> str:
     )
 
 
-def axis_figures(data, law: Law | None, fig_dir: Path) -> list[Path]:
+@plt.rc_context(STYLE)
+def axis_figures(data, law: Law | None) -> dict:
     """y against the resource (seed scatter, mean, law with band, held-out point, plateau points left out
     of the check), the residuals of the law, and per-difficulty curves (dashed: above the training range)."""
     pts = data.points
     x = pts[data.x].to_numpy(float)
     held_x = _held_out_x(law)
     means = pts.groupby(data.x)[data.y].mean()
+    figures = {}
     fig, ax = plt.subplots(figsize=(6, 4.2))
     fitted, held, above = pts[pts[data.x] < held_x], pts[pts[data.x] == held_x], pts[pts[data.x] > held_x]
     ax.scatter(fitted[data.x], fitted[data.y], s=14, alpha=0.5, color="C0", label="seeds (fitted in the check)")
@@ -70,7 +89,7 @@ def axis_figures(data, law: Law | None, fig_dir: Path) -> list[Path]:
     if law is not None:
         grid = np.geomspace(x.min(), x.max() * 1.5, 200)
         r2 = f"R^2 = {law.r2:.3f}" + ("" if np.isnan(law.r2_means) else f" (means {law.r2_means:.3f})")
-        ax.plot(grid, law.predict(grid), color="C1", label=f"{law.form} fit (all points), {r2}")
+        _law_curve(ax, law, x.min(), x.max(), x.max() * 1.5, color="C1", label=f"{law.form} fit (all points), {r2}")
         if law.samples is not None and len(law.samples):
             lo, hi = law.interval(grid)
             ax.fill_between(grid, lo, hi, color="C1", alpha=0.2, label=f"{law.level:.0%} bootstrap band")
@@ -81,7 +100,7 @@ def axis_figures(data, law: Law | None, fig_dir: Path) -> list[Path]:
     if data.y == "accuracy":
         ax.set_ylim(-0.03, 1.03)
     ax.legend(fontsize=7)
-    out = save(fig, fig_dir / data.name)
+    figures[data.name] = fig
     if law is not None:
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.axhline(0, color="grey", lw=0.8)
@@ -91,7 +110,7 @@ def axis_figures(data, law: Law | None, fig_dir: Path) -> list[Path]:
         ax.set_xlabel(data.label)
         ax.set_ylabel(f"{data.y} - law")
         ax.set_title(f"{data.name} residuals ({data.fixed}; red: held out, grey: plateau)", fontsize=9)
-        out += save(fig, fig_dir / f"{data.name}_residuals")
+        figures[f"{data.name}_residuals"] = fig
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for i, (d, g) in enumerate(data.per_difficulty.groupby("difficulty")):
         inside = bool(g["in_train_range"].iloc[0])
@@ -102,35 +121,44 @@ def axis_figures(data, law: Law | None, fig_dir: Path) -> list[Path]:
     ax.set_ylim(-0.03, 1.03)
     ax.set_title(f"{data.name} per difficulty ({data.fixed}; dashed: above the training range)", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
-    return out + save(fig, fig_dir / f"{data.name}_difficulty")
+    figures[f"{data.name}_difficulty"] = fig
+    return figures
 
 
-def tradeoff_figure(df: pd.DataFrame, frontiers: dict[float, Law], fig_dir: Path) -> list[Path]:
-    """Accuracy contours over training FLOPs and test-time tokens, with the fitted iso-accuracy frontiers."""
+@plt.rc_context(STYLE)
+def tradeoff_figure(df: pd.DataFrame, frontiers: dict[float, Law]):
+    """Accuracy contours over training FLOPs and test-time tokens (log axes), with the fitted
+    iso-accuracy frontiers (solid where presets reached the level, dashed beyond)."""
+    from matplotlib.tri import Triangulation
+
     rows = df[(df["source"] == "eval") & (df["strategy"] == "budget") & df["in_train_range"]]
     grid = rows.groupby(["model", "budget"], as_index=False).agg(
         train_flops=("train_flops", "first"), tokens=("total_tokens", "mean"), accuracy=("value", "mean")
     )
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    lx, ly = np.log10(grid["train_flops"].to_numpy(float)), np.log10(grid["tokens"].to_numpy(float))
+    flops, tokens = grid["train_flops"].to_numpy(float), grid["tokens"].to_numpy(float)
     if grid["model"].nunique() >= 2 and grid["budget"].nunique() >= 2:
-        cs = ax.tricontourf(lx, ly, grid["accuracy"], levels=np.linspace(0, 1, 11), cmap="viridis", alpha=0.85)
+        # Triangles from the log-log plane (where the points are spread evenly), drawn on log axes.
+        tri = Triangulation(flops, tokens, Triangulation(np.log10(flops), np.log10(tokens)).triangles)
+        cs = ax.tricontourf(tri, grid["accuracy"], levels=np.linspace(0, 1, 11), cmap="viridis", alpha=0.85)
         fig.colorbar(cs, ax=ax, label="held-out accuracy")
-    ax.scatter(lx, ly, c=grid["accuracy"], cmap="viridis", vmin=0, vmax=1, edgecolors="k", s=25)
+    ax.scatter(flops, tokens, c=grid["accuracy"], cmap="viridis", vmin=0, vmax=1, edgecolors="k", s=25)
     for i, (level, law) in enumerate(sorted(frontiers.items())):
-        lo, hi = law.options.get("train_flops_range", (grid["train_flops"].min(), grid["train_flops"].max()))
-        c = np.geomspace(lo, hi, 100)  # only where presets reached the level
-        ax.plot(np.log10(c), np.log10(law.predict(c)), color=f"C{i + 1}", lw=2,
-                label=f"accuracy {level:.2f}: tokens = {law.params['A']:.3g} C^-{law.params['alpha']:.3g}")  # fmt: skip
-    ax.set_xlabel("log10 training FLOPs (supervised)")
-    ax.set_ylabel("log10 test-time tokens per problem")
+        lo, hi = law.options.get("train_flops_range", (flops.min(), flops.max()))
+        label = f"accuracy {level:.2f}: tokens = {law.params['A']:.3g} C^-{law.params['alpha']:.3g}"
+        _law_curve(ax, law, lo, hi, max(hi, flops.max()), color=f"C{i + 1}", lw=2, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training FLOPs (supervised)")
+    ax.set_ylabel("test-time tokens per problem")
     ax.set_title("Train- vs test-time compute (greedy, thinking budgets; all presets)", fontsize=9)
     if frontiers:
         ax.legend(fontsize=7)
-    return save(fig, fig_dir / "tradeoff")
+    return fig
 
 
-def ladder_figure(ladder: Ladder, points: pd.DataFrame, fig_dir: Path) -> list[Path]:
+@plt.rc_context(STYLE)
+def ladder_figure(ladder: Ladder, points: pd.DataFrame):
     """The two steps of a ladder, predicted against measured: task loss from (N, D), and accuracy from
     task loss (with the fitted logistic), on the points of ``points`` (columns N, D, loss, accuracy)."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -150,4 +178,4 @@ def ladder_figure(ladder: Ladder, points: pd.DataFrame, fig_dir: Path) -> list[P
     a2.set_ylabel("accuracy")
     a2.set_ylim(-0.03, 1.03)
     a2.set_title(f"step 2: {ladder.step2.formula()}", fontsize=7)
-    return save(fig, fig_dir / "ladder")
+    return fig

@@ -101,28 +101,43 @@ def failure_reason(out: Path, name: str) -> str:
     return read_json(stage_dir(out, name) / "failed.json", "stage failure record")["reason"]
 
 
-def status_text(out: str | Path) -> str:
-    """``scaling status DIR``: stage counts by kind and status, failures, running stages, complete points."""
+def status_doc(out: str | Path) -> dict:
+    """``scaling status DIR --json``: points (and how many are complete), stage counts by kind and
+    status, and the failed, corrupt and running stages (with their holders)."""
     out = Path(out)
     if not (out / "plan.json").is_file():
         raise ScalingError(f"{out}: no plan.json (not a sweep output directory)")
     doc = read_json(out / "plan.json", "sweep plan")
-    table: dict[str, dict[str, int]] = {}
-    lines = []
+    status = {name: stage_status(out, name) for name in doc["stages"]}
+    by_kind: dict[str, dict[str, int]] = {}
     for name, s in doc["stages"].items():
-        st = stage_status(out, name)
-        table.setdefault(s["kind"], {}).setdefault(st, 0)
-        table[s["kind"]][st] += 1
-        if st == "failed":
-            lines.append(f"  failed {name}: {failure_reason(out, name)}")
-        if st == "corrupt":
-            lines.append(f"  corrupt {name}: {corruption(out, name)} (redone by the next run)")
-        if st == "claimed":
-            who = holder(stage_dir(out, name) / "claim")
-            where = f": worker {who['worker']} on {who['host']} (pid {who['pid']})" if who else ""
-            lines.append(f"  running {name}{where}")
-    done_points = sum(all(stage_status(out, n) == "done" for n in p["stages"]) for p in doc["points"])
-    head = [f"{out}: {len(doc['points'])} points ({done_points} complete), {len(doc['stages'])} stages"]
-    for kind, counts in table.items():
-        head.append(f"  {kind:6s} " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    return "\n".join(head + lines)
+        counts = by_kind.setdefault(s["kind"], {})
+        counts[status[name]] = counts.get(status[name], 0) + 1
+    running = []
+    for name in (n for n, st in status.items() if st == "claimed"):
+        who = holder(stage_dir(out, name) / "claim") or {}
+        running.append({"stage": name} | {k: who.get(k) for k in ("worker", "host", "pid")})
+    return {
+        "dir": str(out),
+        "points": len(doc["points"]),
+        "points_complete": sum(all(status[n] == "done" for n in p["stages"]) for p in doc["points"]),
+        "stages": len(doc["stages"]),
+        "by_kind": by_kind,
+        "failed": [{"stage": n, "reason": failure_reason(out, n)} for n, st in status.items() if st == "failed"],
+        "corrupt": [{"stage": n, "reason": corruption(out, n)} for n, st in status.items() if st == "corrupt"],
+        "running": running,
+    }
+
+
+def status_text(out: str | Path) -> str:
+    """``scaling status DIR``: ``status_doc`` as lines."""
+    doc = status_doc(out)
+    lines = [f"{doc['dir']}: {doc['points']} points ({doc['points_complete']} complete), {doc['stages']} stages"]
+    for kind, counts in doc["by_kind"].items():
+        lines.append(f"  {kind:6s} " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    lines += [f"  failed {f['stage']}: {f['reason']}" for f in doc["failed"]]
+    lines += [f"  corrupt {c['stage']}: {c['reason']} (redone by the next run)" for c in doc["corrupt"]]
+    for r in doc["running"]:
+        where = f": worker {r['worker']} on {r['host']} (pid {r['pid']})" if r["pid"] is not None else ""
+        lines.append(f"  running {r['stage']}{where}")
+    return "\n".join(lines)

@@ -54,8 +54,19 @@ def test_analysis_regenerates_laws_figures_and_report(quick_run):
         doc = json.loads((quick_run / "laws" / f"{name}.json").read_text())
         assert "r2" in doc and "holdout" in doc
     for stem in ("size", "size_difficulty", "thinking", "thinking_difficulty", "majority", "rl_data", "tradeoff"):
-        for suffix in (".png", ".svg"):
+        for suffix in (".png", ".svg", ".pdf"):
             assert (quick_run / "figures" / f"{stem}{suffix}").stat().st_size > 1000, stem
+    # figures come back open for restyling: the law dashed beyond its fitted range, log axes on the map
+    from scaling import plots
+    from scaling.analysis import pick_model, thinking_axis
+
+    figures = plots.axis_figures(thinking_axis(results, pick_model(results)), res.laws["thinking"])
+    ax = figures["thinking"].axes[0]
+    assert any(line.get_linestyle() == "--" and line.get_label() == "extrapolated" for line in ax.lines)
+    ax.set_title("restyled")
+    assert len(plots.save_all(figures, quick_run / "restyled")) == 3 * len(figures)
+    tradeoff = plots.tradeoff_figure(results, {})
+    assert tradeoff.axes[0].get_xscale() == tradeoff.axes[0].get_yscale() == "log"
     report = (quick_run / "report.md").read_text()
     assert "| law | formula |" in report and "## Skipped" in report
     for name, law in res.laws.items():

@@ -68,6 +68,17 @@ def test_fit_saves_a_law_that_law_commands_reuse(tables, tmp_path):
     assert predicted == pytest.approx(p["E"] + p["A"] * 1e4 ** -p["alpha"], rel=1e-5)
     r = scaling("law", "solve", out, "0.2")
     assert r.returncode == 0 and "params for error = 0.2:" in r.stdout
+    solved = float(r.stdout.split(":")[1].split()[0])
+
+    r = scaling("law", "predict", out, "1e4", "1e8", "--json")  # one JSON list on stdout, nothing else
+    rows = json.loads(r.stdout)
+    assert [row["x"] for row in rows] == [{"params": 1e4}, {"params": 1e8}]
+    assert rows[0]["error"] == pytest.approx(predicted, rel=1e-5)
+    assert all(row["lo"] <= row["error"] <= row["hi"] and row["level"] == 0.95 for row in rows)
+    ((row,),) = [json.loads(scaling("law", "solve", out, "0.2", "--json").stdout)]
+    assert row["error"] == 0.2 and row["params"] == pytest.approx(solved, rel=1e-5) and row["lo"] < row["hi"]
+    r = scaling("--version")
+    assert r.returncode == 0 and r.stdout.startswith("scaling ")
 
     r = scaling("law", "solve", out, "0.01")
     assert r.returncode == 2 and "out of reach" in r.stderr and "Traceback" not in r.stderr

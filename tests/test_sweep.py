@@ -311,6 +311,17 @@ def test_failed_stage_is_recorded_and_the_sweep_goes_on(tmp_path):
     results = pd.read_parquet(out / "results.parquet")
     assert set(results["point"]) == {0, 2}  # lr 1e30 diverged for both presets; the others finished
     assert "2 failed" in status_text(out) and "non-finite training loss" in status_text(out)
+    status = json.loads(scaling_cli("status", out, "--json").stdout)
+    assert (
+        status["points"] == 4
+        and status["points_complete"] == 2
+        and status["by_kind"]["train"] == {"done": 2, "failed": 2}
+    )
+    assert len(status["failed"]) == 2 and all("non-finite" in f["reason"] for f in status["failed"])
+    dry = json.loads(scaling_cli("run", config, "--out", out, "--dry-run", "--json").stdout)
+    assert dry["cached"] == {"done": 4, "failed": 2, "claimed": 0} and dry["to_compute"]["stages"] == 4
+    assert [p["axes"]["train.lr"] for p in dry["points"]] == [0.003, 1e30, 0.003, 1e30]
+    assert {s["status"] for s in dry["stages"] if s["kind"] == "eval"} == {"done", "pending"}
     failed = [d for d in (out / "stages").iterdir() if (d / "failed.json").exists()]
     assert len(failed) == 2 and all("non-finite" in (d / "log.txt").read_text() for d in failed)
     run_sweep(config, out, progress=False)  # failures are kept ...
