@@ -81,7 +81,7 @@ def rl_train(
     ec: EvalConfig,
     *,
     seed: int = 0,
-    on_chunk: Callable[[int, int, float], None] | None = None,
+    on_chunk: Callable[[int, int, float, list[dict]], None] | None = None,
 ) -> RLResult:
     """RL from ``params_R`` (one model per seed; its buffers are donated) for ``rc.steps`` steps of
     ``rc.prompts_per_step`` prompts on ``difficulties`` (``rc.difficulties`` wins when set), evaluating
@@ -118,14 +118,16 @@ def rl_train(
         rates_RxCxP = m.pop("pass_rate_P")
         for r, (_, d_CxP) in enumerate(drawn):
             update_pass_rates(pass_rate_R[r], levels, d_CxP, rates_RxCxP[r])
-        for r, s in enumerate(seeds):
-            for k in range(rc.chunk_steps):
-                rows.append(
-                    {"step": c * rc.chunk_steps + k, "seed": s, **{key: float(v[r, k]) for key, v in m.items()}}
-                )
+        chunk_rows = [
+            {"step": c * rc.chunk_steps + k, "seed": s, **{key: float(v[r, k]) for key, v in m.items()}}
+            for r, s in enumerate(seeds)
+            for k in range(rc.chunk_steps)
+        ]
+        rows += chunk_rows
         seen += rc.chunk_steps * rc.prompts_per_step
         if on_chunk is not None:
-            on_chunk(c + 1, n_chunks, float(rates_RxCxP.mean()))
+            seen_rows = [row | {"prompts_seen": seen, "completions_seen": seen * rc.group_size} for row in chunk_rows]
+            on_chunk(c + 1, n_chunks, float(rates_RxCxP.mean()), seen_rows)
         while pending and seen >= pending[0]:
             pending.pop(0)
             ladder_rows += ladder_point(cfg, state_R.params, seeds, task, ec, seen)

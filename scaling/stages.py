@@ -1,7 +1,11 @@
 """The three stages of a run, each a function of (run config, its directory, its inputs' directories).
 
-    train   supervised training of one preset for all seeds  -> checkpoint/, metrics.json
-    rl      on-policy RL from the trained model               -> checkpoint/, ladder.csv, rl_metrics.csv
+    train   supervised training of one preset for all seeds  -> checkpoint/, metrics.json, metrics.jsonl
+    rl      on-policy RL from the trained model               -> checkpoint/, ladder.csv, rl_metrics.csv, metrics.jsonl
+
+``metrics.jsonl`` grows by one line per (step, seed) at the end of every chunk, flushed (``tail -f``
+works; a kill loses at most the chunk being computed); a resumed stage keeps the lines before its
+restored step and never writes a step twice (``MetricsLog``).
     eval    greedy accuracy per difficulty, test-time compute -> accuracy.csv, testtime.csv, testtime_summary.csv
 
 A stage returns a small JSON-able summary (counts, seconds) that the sweep stores in ``done.json``;
@@ -11,6 +15,7 @@ A stage returns a small JSON-able summary (counts, seconds) that the sweep store
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +28,7 @@ from scaling import checkpoint, io
 from scaling.config import RunConfig
 from scaling.errors import StageFailed
 from scaling.evaluate import LOSS_COLUMNS, accuracy_table, budget_rows, sampling_rows, summarize, task_loss_table
-from scaling.plan import estimate_flops, model_config
+from scaling.plan import estimate_flops, model_config, train_seq_len
 from scaling.rl_train import rl_train
 from scaling.specs import flops_per_token, param_counts
 from scaling.tasks import get_task
@@ -51,12 +56,55 @@ def _finite_or_fail(values: np.ndarray, what: str, seeds) -> None:
         raise StageFailed(f"non-finite {what} for seed {seeds[r]} at step {i}")
 
 
+class MetricsLog:
+    """``metrics.jsonl`` of a stage: one JSON line per (step, seed), appended and flushed per chunk. The
+    first append trims the file to the lines before its first step (a resumed stage recomputes from
+    the step it restored, whatever a killed attempt wrote after it), and no (step, seed) is written
+    twice."""
+
+    def __init__(self, path: Path):
+        self.path, self.written = path, None
+
+    def append(self, rows: list[dict]) -> None:
+        if self.written is None:
+            first = min(row["step"] for row in rows)
+            kept = self.path.read_text().splitlines() if self.path.is_file() else []
+            kept = [line for line in kept if _step_of(line, first) < first]
+            if is_writer():
+                io.atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+            self.written = {(row["step"], row["seed"]) for row in map(json.loads, kept)}
+        new = [row for row in rows if (row["step"], row["seed"]) not in self.written]
+        if new and is_writer():
+            with open(self.path, "a") as f:
+                f.write("".join(io.dumps(row, indent=None) for row in new))
+                f.flush()
+        self.written |= {(row["step"], row["seed"]) for row in new}
+
+
+def _step_of(line: str, default: int) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+        return default
+
+
 def train_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress: Progress) -> dict:
     task, cfg, seeds = get_task(run.task), model_config(run, "train"), list(run.seeds)
+    metrics = MetricsLog(out / "metrics.jsonl")
+    tokens_per_chunk = run.train.chunk_steps * run.train.batch_size * train_seq_len(run) * len(seeds)
+    last = [time.perf_counter()]
 
-    def on_chunk(done, total, loss_RxC):
-        progress(done, total)
-        log(f"chunk {done}/{total} loss per seed {np.round(loss_RxC[:, -1], 4).tolist()}")
+    def on_chunk(done, total, m):
+        progress(done, total)  # raises if the claim was lost: nothing of this chunk is written
+        now = time.perf_counter()
+        rate, last[0] = tokens_per_chunk / max(now - last[0], 1e-9), now
+        rows = []
+        for k, step in enumerate(m["step"]):
+            for r, seed in enumerate(seeds):
+                values = {name: float(m[name][r, k]) for name in ("loss", "grad_norm", "lr")}
+                rows.append({"step": int(step), "seed": seed, **values, "tokens_per_s": rate})
+        metrics.append(rows)
+        log(f"chunk {done}/{total} loss per seed {np.round(m['loss'][:, -1], 4).tolist()}")
 
     t0 = time.perf_counter()
     res = train(cfg, task, run.train, seeds, checkpoint_dir=out / "checkpoint", on_chunk=on_chunk, log=log)
@@ -83,8 +131,11 @@ def _load(run: RunConfig, stage_dir: Path):
 def rl_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress: Progress) -> dict:
     task, cfg, seeds, rc = get_task(run.task), model_config(run, "rl"), list(run.seeds), run.rl
 
-    def on_chunk(done, total, pass_rate):
-        progress(done, total)
+    metrics = MetricsLog(out / "metrics.jsonl")
+
+    def on_chunk(done, total, pass_rate, rows):
+        progress(done, total)  # raises if the claim was lost: nothing of this chunk is written
+        metrics.append(rows)
         log(f"chunk {done}/{total} rollout pass rate {pass_rate:.3f}")
 
     t0 = time.perf_counter()

@@ -6,6 +6,7 @@ and ``scaling status`` read it without loading the numerics).
     stages/<kind>-<key>/           one directory per stage:
         settings.json              what its key hashes
         log.txt                    a log line per chunk, each with the first 8 characters of the claim token
+        metrics.jsonl              training or RL metrics, one line per (step, seed), written per chunk
         runs.jsonl                 each attempt's start and end (done, failed, lost) with its claim token
         claim, claim.lock          held by the worker computing it (see ``scaling.claims``)
         done.json | failed.json    written last and atomically: a stage without a done.json it can trust

@@ -33,12 +33,13 @@ KINDS = ("train", "rl", "eval")  # the order stages run in
 
 
 def _clear_partial(d: Path, kind: str) -> None:
-    """Remove what a killed attempt left, keeping the training checkpoint (resumed chunk-exactly), the
+    """Remove what a killed attempt left, keeping the training checkpoint (resumed chunk-exactly) and its
+    metrics.jsonl (trimmed to the restored step by the stage), the
     logs and the claim files (and any writer's temporary file, whose name starts with a dot)."""
     for p in d.iterdir():
         if p.name in ("log.txt", "runs.jsonl", "settings.json") or p.name.startswith(("claim", ".")):
             continue
-        if p.name == "checkpoint" and kind == "train":
+        if p.name in ("checkpoint", "metrics.jsonl") and kind == "train":
             continue
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 

@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from scaling import checkpoint
 from scaling.errors import ConfigError, ScalingError
 from scaling.model import init_params, token_logprobs
-from scaling.optim import OptimizerHP, TrainState, optimizer
+from scaling.optim import OptimizerHP, TrainState, learning_rate, optimizer
 from scaling.settings import TrainConfig, total_steps
 from scaling.specs import ModelConfig, lr_for
 from scaling.tasks import Task, generate
@@ -187,11 +187,13 @@ def train(
     seeds: list[int],
     *,
     checkpoint_dir: str | Path | None = None,
-    on_chunk: Callable[[int, int, np.ndarray], None] | None = None,
+    on_chunk: Callable[[int, int, dict], None] | None = None,
     stop_after_chunks: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train one model shape for every seed; resume from ``checkpoint_dir`` if it holds a chunk. A
+    """Train one model shape for every seed; resume from ``checkpoint_dir`` if it holds a chunk.
+    ``on_chunk(done, total, metrics)`` gets each chunk's (R, C) ``loss``, ``grad_norm`` and ``lr`` and its
+    (C,) ``step`` numbers. A
     checkpoint step that cannot be restored (cut short) is named through ``log``, dropped, and trained
     again from the start."""
     seq_len = task.seq_len(range(tc.difficulties[0], tc.difficulties[1] + 1))
@@ -234,10 +236,12 @@ def train(
             tokens = global_array(np.stack([b[0] for b in batches]), batch_sharding)
             mask = global_array(np.stack([b[1] for b in batches]), batch_sharding)
             state, metrics = train_chunk(cfg, state, tokens, mask, hp)
-            loss_RxC = np.asarray(metrics["loss"])  # the one host fetch per chunk
-            losses.append(loss_RxC)
+            metrics_RxC = jax.device_get(metrics)  # the one host fetch per chunk
+            losses.append(metrics_RxC["loss"])
             if on_chunk is not None:  # first: it may stop the stage (its claim lost) before anything is saved
-                on_chunk(chunk + 1, n_chunks, loss_RxC)
+                steps_C = np.arange(chunk * tc.chunk_steps, (chunk + 1) * tc.chunk_steps)
+                lr_RxC = learning_rate(jax.tree.map(lambda v: v[:, None], hp), jnp.asarray(steps_C)[None, :])
+                on_chunk(chunk + 1, n_chunks, metrics_RxC | {"step": steps_C, "lr": np.asarray(lr_RxC)})
             if ckpt is not None:
                 ckpt.save(chunk, {"state": state, "loss": np.concatenate(losses, axis=1)}, meta)
             if stop_after_chunks is not None and chunk + 1 - start >= stop_after_chunks:

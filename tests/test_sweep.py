@@ -187,6 +187,8 @@ def test_chaos_workers_killed_at_random_give_the_uninterrupted_results(tmp_path)
         events = [e["event"] for e in records]
         assert events.count("done") == 1 and events[-1] == "done", (d.name, events)  # never redone once done
         starts = [e["time"] for e in records if e["event"] == "start"]
+        rows = [json.loads(line) for line in open(d / "metrics.jsonl")] if not d.name.startswith("eval") else []
+        assert len(rows) == len({(r["step"], r["seed"]) for r in rows}), d.name  # no step written twice
         restarts += len(starts) - 1
         lost += starts[-1] - starts[0]  # attempts cut short, each until the next began
     stages = len(list((out / "stages").iterdir()))
@@ -216,6 +218,8 @@ def test_a_paused_worker_whose_claim_is_taken_over_stops_with_a_record(tmp_path)
     while "chunk 2/" not in train_log() and time.time() < deadline:
         time.sleep(0.05)
     a.send_signal(signal.SIGSTOP)
+    (early,) = out.glob("stages/train-*/metrics.jsonl")
+    assert 0 < len(early.read_text().splitlines()) < 2 * 200  # written as the stage runs
     b = start(1)
     while train_log().count("] start") < 2 and time.time() < deadline:
         time.sleep(0.05)  # B has taken the claim over
@@ -230,6 +234,9 @@ def test_a_paused_worker_whose_claim_is_taken_over_stops_with_a_record(tmp_path)
     tokens = re.findall(r"^\S+ \S+ \[(\w{8})\]", (train / "log.txt").read_text(), re.M)
     owners = [t for j, t in enumerate(tokens) if j == 0 or t != tokens[j - 1]]
     assert len(owners) == 2  # A, then B: never interleaved
+    rows = [json.loads(line) for line in open(train / "metrics.jsonl")]  # B resumed A's checkpoint ...
+    assert sorted((r["step"], r["seed"]) for r in rows) == [(s, seed) for s in range(200) for seed in (0, 1)]
+    assert all(r["loss"] > 0 and r["grad_norm"] > 0 and r["lr"] > 0 and r["tokens_per_s"] > 0 for r in rows)
     assert len(pd.read_parquet(out / "results.parquet")) > 0
 
 
