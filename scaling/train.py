@@ -193,9 +193,8 @@ def train(
 ) -> TrainResult:
     """Train one model shape for every seed; resume from ``checkpoint_dir`` if it holds a chunk.
     ``on_chunk(done, total, metrics)`` gets each chunk's (R, C) ``loss``, ``grad_norm`` and ``lr`` and its
-    (C,) ``step`` numbers. A
-    checkpoint step that cannot be restored (cut short) is named through ``log``, dropped, and trained
-    again from the start."""
+    (C,) ``step`` numbers. A checkpoint step that cannot be restored (cut short) is named through
+    ``log``, dropped, and trained again from the start."""
     seq_len = task.seq_len(range(tc.difficulties[0], tc.difficulties[1] + 1))
     steps = total_steps(tc, cfg, seq_len)
     n_chunks = steps // tc.chunk_steps
