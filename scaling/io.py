@@ -47,6 +47,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def append_text(path: str | os.PathLike, text: str) -> None:
+    """Append ``text`` to ``path`` and flush it (logs that ``tail -f`` follows; a kill loses no line
+    already written)."""
+    with open(path, "a") as f:
+        f.write(text)
+        f.flush()
+
+
 def to_strict(obj: Any) -> Any:
     """``obj`` with numpy scalars and arrays as Python values, NaN as None and +-inf as "inf" / "-inf"."""
     if isinstance(obj, dict):

@@ -75,9 +75,7 @@ class MetricsLog:
             self.written = {(row["step"], row["seed"]) for row in map(json.loads, kept)}
         new = [row for row in rows if (row["step"], row["seed"]) not in self.written]
         if new and is_writer():
-            with open(self.path, "a") as f:
-                f.write("".join(io.dumps(row, indent=None) for row in new))
-                f.flush()
+            io.append_text(self.path, "".join(io.dumps(row, indent=None) for row in new))
         self.written |= {(row["step"], row["seed"]) for row in new}
 
 

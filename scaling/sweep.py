@@ -44,12 +44,6 @@ def _clear_partial(d: Path, kind: str) -> None:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def _append(path: Path, line: str) -> None:
-    with open(path, "a") as f:
-        f.write(line)
-        f.flush()
-
-
 class OwnershipLost(Exception):
     """Another worker took this stage's claim over (this one was judged stale): stop without a record."""
 
@@ -67,14 +61,16 @@ def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar
     def event(kind: str, **extra) -> None:
         if leader:
             doc = {"token": claim.token, "event": kind, "worker": claim.worker, "host": claims.HOST}
-            _append(d / "runs.jsonl", io.dumps(doc | {"pid": os.getpid(), "time": time.time()} | extra, indent=None))
+            io.append_text(
+                d / "runs.jsonl", io.dumps(doc | {"pid": os.getpid(), "time": time.time()} | extra, indent=None)
+            )
 
     def mine() -> bool:  # read at every chunk: a worker that was paused past its staleness learns at once
         return not claim.lost.is_set() and claims.owns(claim)
 
     def log(msg: str) -> None:
         if leader and mine():
-            _append(d / "log.txt", f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{token}] {msg}\n")
+            io.append_text(d / "log.txt", f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{token}] {msg}\n")
 
     def progress(done: int, total: int) -> None:
         lost = leader and not mine()

@@ -67,11 +67,12 @@ def init_state(cfg: ModelConfig, seeds, hp: OptimizerHP) -> TrainState:
 
 
 def train_step(cfg: ModelConfig, state: TrainState, tokens_BxT, mask_BxT1, hp: OptimizerHP):
-    """One AdamW step of one seed: the new state and its loss and gradient norm."""
+    """One AdamW step of one seed: the new state and its loss, gradient norm and learning rate."""
     loss, grads = jax.value_and_grad(lambda p: loss_fn(cfg, p, tokens_BxT, mask_BxT1))(state.params)
     updates, opt_state = optimizer(hp, b2=B2).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    return TrainState(state.step + 1, params, opt_state), {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": learning_rate(hp, state.step)}
+    return TrainState(state.step + 1, params, opt_state), metrics
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "seeds_how"), donate_argnames=("state",))
@@ -239,8 +240,7 @@ def train(
             losses.append(metrics_RxC["loss"])
             if on_chunk is not None:  # first: it may stop the stage (its claim lost) before anything is saved
                 steps_C = np.arange(chunk * tc.chunk_steps, (chunk + 1) * tc.chunk_steps)
-                lr_RxC = learning_rate(jax.tree.map(lambda v: v[:, None], hp), jnp.asarray(steps_C)[None, :])
-                on_chunk(chunk + 1, n_chunks, metrics_RxC | {"step": steps_C, "lr": np.asarray(lr_RxC)})
+                on_chunk(chunk + 1, n_chunks, metrics_RxC | {"step": steps_C})
             if ckpt is not None:
                 ckpt.save(chunk, {"state": state, "loss": np.concatenate(losses, axis=1)}, meta)
             if stop_after_chunks is not None and chunk + 1 - start >= stop_after_chunks:
