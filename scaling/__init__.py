@@ -4,7 +4,7 @@ Layers, ground up. A module imports only from its own layer or the layers below 
 (``tests/test_layers.py`` reads the import graph, function-level imports included, against this table):
 
     layer     modules
-    io        errors, io, tables
+    io        errors, io, tables, track
     specs     tokenizer, specs, settings, versions
     domain    tasks, model, laws
     numerics  optim, sample, train, checkpoint, evaluate, rl, rl_train

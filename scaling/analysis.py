@@ -22,6 +22,7 @@ is closest to 50% (most room to move either way).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ from scaling.errors import LawError, ScalingError
 from scaling.io import read_json
 from scaling.laws.extrapolation import SATURATION
 from scaling.results import load_results
+from scaling.store import stage_dir
+from scaling.track import read_metrics
 
 STUCK_RATIO = 1.5  # a seed whose final training loss exceeds 1.5x its preset's median is stuck
 
@@ -427,6 +430,7 @@ def analyze(run_dir: str | Path, model: str | None = None, bootstrap: int = 200,
         _one_axis(name, build, df, model, bootstrap, seed, res, law_dir, fig_dir)
     _ladder(df, bootstrap, seed, res, law_dir, fig_dir)
     _tradeoff(df, res, law_dir, fig_dir)
+    _curves(run_dir, res, fig_dir)
     res.tables = {"size_per_seed": size_per_seed(df), "stuck": stuck_seeds(df)}
     res.report = write_report(run_dir, df, res, model)
     return res
@@ -491,3 +495,51 @@ def _tradeoff(df: pd.DataFrame, res: Analysis, law_dir: Path, fig_dir: Path) -> 
     if not levels:
         res.skipped.append("tradeoff: fewer than 3 presets with thinking-budget rows, no frontier fitted")
     res.figures += plots.save(plots.tradeoff_figure(df, frontiers), fig_dir / "tradeoff")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def stage_labels(settings: dict[str, dict]) -> dict[str, str]:
+    """A short label per stage (name -> its settings.json, all of one kind): the preset, then the
+    settings in which the stages differ (``steps=1600, seeds=[0, 1]``)."""
+    flat = {name: _flat(s) for name, s in settings.items()}
+    keys = dict.fromkeys(k for f in flat.values() for k in f if k != "model")
+    varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat.values()}) > 1]
+    return {
+        name: ", ".join([str(f.get("model", name)), *(f"{k.rsplit('.', 1)[-1]}={f.get(k)}" for k in varying)])
+        for name, f in flat.items()
+    }
+
+
+def stage_curves(run_dir: Path) -> dict[str, dict[str, pd.DataFrame]]:
+    """kind (train, rl) -> label -> the rows of a stage's metrics.jsonl, for the stages of the sweep's
+    plan that wrote any."""
+    plan = read_json(run_dir / "plan.json", "sweep plan") if (run_dir / "plan.json").is_file() else {"stages": {}}
+    curves: dict[str, dict[str, pd.DataFrame]] = {}
+    for kind in ("train", "rl"):
+        found = {}
+        for name, stage in plan["stages"].items():
+            rows = read_metrics(stage_dir(run_dir, name) / "metrics.jsonl") if stage["kind"] == kind else []
+            if rows:
+                found[name] = pd.DataFrame(rows)
+        settings = {n: read_json(stage_dir(run_dir, n) / "settings.json", "stage settings") for n in found}
+        labels = stage_labels(settings)
+        curves[kind] = {labels[n]: df for n, df in found.items()}
+    return curves
+
+
+def _curves(run_dir: Path, res: Analysis, fig_dir: Path) -> None:
+    from scaling import plots
+
+    curves = stage_curves(run_dir)
+    if curves["train"]:
+        res.figures += plots.save(plots.training_curves_figure(curves["train"]), fig_dir / "training_curves")
+    else:
+        res.skipped.append("training curves: no stage of the plan wrote metrics.jsonl")
+    if curves["rl"]:
+        res.figures += plots.save(plots.rl_curves_figure(curves["rl"]), fig_dir / "rl_curves")

@@ -292,12 +292,50 @@ def bench_rl(prompts: int = 16, group_size: int = 8) -> dict:
     }
 
 
+def bench_tracking(preset: str = "d64", steps: int = 400, repeats: int = 3) -> dict:
+    """The cost of TensorBoard tracking: one training stage (3 seeds, chunks of 100 steps, checkpoints
+    and metrics.jsonl included) with and without the tracker, alternated ``repeats`` times after a
+    warm-up that compiles; ``tracking_cost`` = tracked / untracked seconds, summed over the repeats."""
+    import tempfile
+
+    from scaling.config import RunConfig
+    from scaling.settings import TrainConfig
+    from scaling.stages import train_stage
+    from scaling.track import Metrics, TensorBoard
+
+    train = TrainConfig(steps=steps, batch_size=16, difficulties=(1, 4), chunk_steps=min(100, steps))
+    run = RunConfig(task="add", models=(preset,), seeds=(0, 1, 2), train=train)
+
+    def stage(tracked: bool) -> float:
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d)
+            metrics = Metrics(out / "metrics.jsonl", [TensorBoard(out / "tb", "train")] if tracked else [])
+            t = time.perf_counter()
+            train_stage(run, out, [], lambda msg: None, lambda done, total: None, metrics)
+            metrics.close()
+            return time.perf_counter() - t
+
+    stage(False)  # compiles
+    plain, tracked = [], []
+    for _ in range(repeats):
+        plain.append(stage(False))
+        tracked.append(stage(True))
+    return {
+        "preset": preset,
+        "steps": steps,
+        "stage_s": float(np.median(plain)),
+        "stage_tracked_s": float(np.median(tracked)),
+        "tracking_cost": sum(tracked) / sum(plain),
+    }
+
+
 SECTIONS: dict[str, Callable[[], dict]] = {
     "fit": bench_fit,
     "tasks": bench_tasks,
     "train": bench_train,
     "sample": bench_sample,
     "rl": bench_rl,
+    "tracking": bench_tracking,
 }
 
 

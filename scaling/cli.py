@@ -156,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from scaling.plan import describe, dry_run_doc, make_plan
         from scaling.store import seed_groups, statuses
 
-        plan = make_plan(args.config, args.set or [], seed_groups(out))
+        plan = make_plan(args.config, args.set or [], seed_groups(out), args.track or [])
         status = statuses(Path(out), plan.stages)
         if args.json:
             _print_json(dry_run_doc(plan, status))
@@ -178,6 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         stale_after=args.stale_after,
         fail_fast=args.fail_fast,
+        track=args.track or [],
     )
     if not sweep.results.empty and is_writer():  # one report per multi-host job
         from scaling.results import summary
@@ -210,7 +211,7 @@ def _print_analysis(run_dir: str, model: str | None, bootstrap: int) -> None:
                 f"chained {row.chained:.3f}, direct {row.direct:.3f}"
             )
     for line in res.skipped:
-        print(f"skipped {line}")
+        print(f"skipped {line}", file=sys.stderr)
     n_laws = len(res.laws) + (res.ladder is not None)
     print(f"laws:    {Path(run_dir) / 'laws'}/  ({n_laws} JSON files, load with scaling.laws.load)")
     print(f"figures: {Path(run_dir) / 'figures'}/  ({len(res.figures)} files, PNG, SVG and PDF)")
@@ -252,6 +253,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         slurm=dict(_key_value(kv) for kv in args.slurm or []),
         wait=args.wait,
         timeout_min=args.timeout_min,
+        track=args.track or [],
     )
     for job in jobs:
         print(f"submitted worker job {job.job_id}")
@@ -396,6 +398,7 @@ def _run_parser(sub) -> None:
         help="seconds a claim's heartbeat may stay unchanged (on this worker's clock) before it is taken over",
     )
     r.add_argument("--fail-fast", action="store_true", help="stop at the first stage that fails")
+    r.add_argument("--track", action="append", metavar="NAME", help="also report to tensorboard or wandb; repeatable")
     r.add_argument("--no-analyze", action="store_true", help="skip the analysis after the sweep")
     r.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the laws' intervals")
     r.set_defaults(func=cmd_run)
@@ -442,6 +445,7 @@ def _submit_parser(sub) -> None:
         "--slurm", action="append", metavar="KEY=VALUE", help="submitit parameter, e.g. slurm_partition=gpu"
     )
     sm.add_argument("--wait", action="store_true", help="wait for the workers and report failures")
+    sm.add_argument("--track", action="append", metavar="NAME", help="also report to tensorboard or wandb; repeatable")
     sm.add_argument(
         "--timeout-min",
         type=int,

@@ -16,7 +16,7 @@ from scaling.model import token_logprobs
 from scaling.sample import decode, decode_budgets, left_pad
 from scaling.settings import EvalConfig
 from scaling.specs import ModelConfig
-from scaling.tasks import Examples, Task, answer_span, generate
+from scaling.tasks import Examples, Task, answer_span, generate, written_tokens
 
 
 def eval_examples(task: Task, ec: EvalConfig) -> Examples:
@@ -155,12 +155,11 @@ def split_generation(gen_NxG: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[
     and the answer as bytes (comparable; b'' without an <eot> and an <eos> after it)."""
     G = gen_NxG.shape[1]
     e_N, s_N = answer_span(gen_NxG)
-    has_eot_N, has_eos_N = e_N < G, s_N < G
-    answer_tokens = np.where(has_eos_N, s_N - e_N, np.where(has_eot_N, G - e_N - 1, 0))
+    thinking_N, answer_N = written_tokens(gen_NxG)
     answers = [
-        gen_NxG[i, e_N[i] + 1 : s_N[i]].astype(np.int32).tobytes() if has_eos_N[i] else b"" for i in range(len(gen_NxG))
+        gen_NxG[i, e_N[i] + 1 : s_N[i]].astype(np.int32).tobytes() if s_N[i] < G else b"" for i in range(len(gen_NxG))
     ]
-    return e_N, answer_tokens.astype(np.int64), answers
+    return thinking_N, answer_N.astype(np.int64), answers
 
 
 def pass_at_k(n: int, c: np.ndarray, k: int) -> np.ndarray:

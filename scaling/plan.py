@@ -11,6 +11,8 @@ A sweep config is a run config (see ``scaling.config.RunConfig``) plus axes:
       train.lr: [1e-3, 3e-3]
       train.batch_size: [32, 64]
 
+    track: [tensorboard]               # trackers (``scaling.track``): not part of any stage's key
+
 Value helpers: ``{logspace: [lo, hi, n]}`` (geometric), ``{linspace: [lo, hi, n]}``; integers for
 integer settings. ``--set key.path=value`` overrides any setting (YAML syntax for the value).
 
@@ -40,6 +42,7 @@ from scaling.errors import ConfigError
 from scaling.settings import total_steps
 from scaling.specs import ARCHITECTURE, CHECKPOINT_FORMAT, ModelConfig, flops_per_token, get_preset
 from scaling.tasks import get_task
+from scaling.track import check as check_trackers
 from scaling.versions import versions_of
 
 HELPERS = {"logspace": np.geomspace, "linspace": np.linspace}
@@ -87,6 +90,8 @@ class Plan:
     points: list[Point]
     stages: dict[str, Stage]  # name -> stage, in dependency order
     runs: dict[str, RunConfig]  # stage name -> a run config that has it (seeds: the stage's seed group)
+    track: tuple[str, ...] = ()  # trackers every stage reports to, beside metrics.jsonl
+    wandb: dict = dataclasses.field(default_factory=dict)  # W&B settings (scaling.track)
 
     def users(self, name: str) -> list[int]:
         return [p.index for p in self.points if name in p.stage_names]
@@ -315,14 +320,19 @@ def estimate_flops(run: RunConfig, kind: str) -> float:
 
 
 def make_plan(
-    config_path: str | Path, overrides: list[str] = (), seed_groups: dict[str, list[tuple[int, ...]]] | None = None
+    config_path: str | Path,
+    overrides: list[str] = (),
+    seed_groups: dict[str, list[tuple[int, ...]]] | None = None,
+    track: list[str] = (),
 ) -> Plan:
     """Read, override, validate and expand a sweep config into points and deduplicated stages.
 
     ``seed_groups`` (``seed_family`` -> seed groups already in the output directory, from
-    ``scaling.store.seed_groups``) lets a point reuse training stages of some of its seeds."""
+    ``scaling.store.seed_groups``) lets a point reuse training stages of some of its seeds; ``track``
+    adds trackers to the config's ``track`` list."""
     where = str(config_path)
     raw = read_yaml(config_path)
+    trackers, wandb = check_trackers([*(raw.pop("track", None) or []), *track], raw.pop("wandb", None), where)
     for text in overrides:
         path, value = parse_override(text)
         if path.split(".")[0] not in ("axes", "zip"):
@@ -351,7 +361,8 @@ def make_plan(
         points.append(Point(i, axes, run, tuple(groups)))
     order = {"train": 0, "rl": 1, "eval": 2}
     ordered = dict(sorted(stages.items(), key=lambda kv: order[kv[1].kind]))
-    return Plan(where, raw, names, points, ordered, runs)
+    recorded = raw | ({"track": list(trackers)} if trackers else {}) | ({"wandb": wandb} if wandb else {})
+    return Plan(where, recorded, names, points, ordered, runs, trackers, wandb)
 
 
 def dry_run_doc(plan: Plan, status: dict[str, str]) -> dict:

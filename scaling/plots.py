@@ -179,3 +179,68 @@ def ladder_figure(ladder: Ladder, points: pd.DataFrame):
     a2.set_ylim(-0.03, 1.03)
     a2.set_title(f"step 2: {ladder.step2.formula()}", fontsize=7)
     return fig
+
+
+def _seeds_and_mean(ax, rows: pd.DataFrame, x: str, y: str, color: str, label: str | None = None) -> None:
+    """Each seed's curve thin, the mean over seeds bold."""
+    for _, g in rows.groupby("seed"):
+        ax.plot(g[x], g[y], lw=0.6, alpha=0.45, color=color)
+    mean = rows.groupby(x)[y].mean()
+    ax.plot(mean.index, mean.to_numpy(), lw=1.8, color=color, label=label)
+
+
+@plt.rc_context(STYLE)
+def training_curves_figure(stages: dict[str, pd.DataFrame]):
+    """Training loss against step, one panel per training stage (label -> its metrics.jsonl rows):
+    seeds thin, mean bold, log-scaled loss, one y range for every panel."""
+    n = len(stages)
+    cols = min(n, 5)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.3 * rows), sharey=True, squeeze=False)
+    for ax, (label, df) in zip(axes.ravel(), stages.items()):
+        _seeds_and_mean(ax, df, "step", "loss", "C0")
+        ax.set_yscale("log")
+        ax.set_title(label, fontsize=7)
+        ax.set_xlabel("step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training loss (per token)")
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    fig.suptitle("supervised training: seeds thin, mean over seeds bold", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+RL_CURVES = {
+    "reward": "reward (as the learner saw it)",
+    "pass_rate": "pass rate of the rollouts",
+    "kept_groups": "groups with signal",
+    "loss": "policy loss",
+    "kl": "KL to the start (k3)",
+    "entropy": "entropy per token",
+    "clip_frac": "clipped fraction",
+    "thinking_tokens": "thinking tokens per completion",
+    "answer_tokens": "answer tokens per completion",
+}
+
+
+@plt.rc_context(STYLE)
+def rl_curves_figure(stages: dict[str, pd.DataFrame]):
+    """RL metrics against prompts seen, one panel per metric of ``RL_CURVES``, one colour per RL stage
+    (label -> its metrics.jsonl rows): seeds thin, mean over seeds bold."""
+    names = [m for m in RL_CURVES if any(m in df for df in stages.values())]
+    cols = min(len(names), 3)
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.5 * rows), squeeze=False)
+    for ax, metric in zip(axes.ravel(), names):
+        for i, (label, df) in enumerate(stages.items()):
+            if metric in df:
+                _seeds_and_mean(ax, df, "prompts_seen", metric, f"C{i % 10}", label)
+        ax.set_ylabel(RL_CURVES[metric], fontsize=7)
+        ax.set_xlabel("RL prompts seen")
+    for ax in axes.ravel()[len(names) :]:
+        ax.set_visible(False)
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle("RL: seeds thin, mean over seeds bold", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -30,7 +30,7 @@ from scaling.optim import OptimizerHP, TrainState, optimizer
 from scaling.sample import decode
 from scaling.settings import ADVANTAGES
 from scaling.specs import ModelConfig
-from scaling.tasks import exact_answer
+from scaling.tasks import exact_answer, written_tokens
 from scaling.tokenizer import EOS
 from scaling.train import over_seeds
 
@@ -53,7 +53,8 @@ class Rollout(NamedTuple):
     tokens_NxT: jax.Array  # prompt + completion
     valid_NxT: jax.Array  # False on left padding
     mask_NxT1: jax.Array  # 1 on completion tokens (through the first <eos>) of groups with signal
-    reward_N: jax.Array
+    reward_N: jax.Array  # as the learner sees it (flipped at rate reward_flip)
+    correct_N: jax.Array  # the checker's verdict
     adv_N: jax.Array
     keep_P: jax.Array  # groups whose rewards are not all equal
 
@@ -130,15 +131,15 @@ def rollout(cfg: ModelConfig, params, batch: PromptBatch, key, hp: RLHyper, spec
     k_sample, k_flip = jax.random.split(key)
     gen_NxG = decode(cfg, params, prompts_NxL, valid_NxL, k_sample, hp.temperature, max_new=spec.max_new)
     answer_NxA, answer_len_N = jnp.repeat(batch.answer_PxA, Q, 0), jnp.repeat(batch.answer_len_P, Q)
-    reward_N = spec.check(gen_NxG, answer_NxA, answer_len_N, jnp)
+    correct_N = spec.check(gen_NxG, answer_NxA, answer_len_N, jnp)
     flip_N = jax.random.uniform(k_flip, (P * Q,)) < hp.reward_flip
-    reward_N = jnp.where(flip_N, 1.0 - reward_N, reward_N)
+    reward_N = jnp.where(flip_N, 1.0 - correct_N, correct_N)
     adv_PxQ, keep_P = group_advantages(reward_N.reshape(P, Q), spec.advantage)
     mask_NxT1 = jnp.concatenate([jnp.zeros((P * Q, L - 1)), completion_mask(gen_NxG)], axis=1)
     mask_NxT1 = mask_NxT1 * jnp.repeat(keep_P, Q)[:, None]
     tokens_NxT = jnp.concatenate([prompts_NxL, gen_NxG], axis=1)
     valid_NxT = jnp.concatenate([valid_NxL, jnp.ones_like(gen_NxG, bool)], axis=1)
-    return Rollout(tokens_NxT, valid_NxT, mask_NxT1, reward_N, adv_PxQ.reshape(P * Q), keep_P), gen_NxG
+    return Rollout(tokens_NxT, valid_NxT, mask_NxT1, reward_N, correct_N, adv_PxQ.reshape(P * Q), keep_P), gen_NxG
 
 
 def policy_update(cfg: ModelConfig, state: TrainState, ref_params, r: Rollout, hp: RLHyper, spec: RLSpec):
@@ -167,14 +168,19 @@ def policy_update(cfg: ModelConfig, state: TrainState, ref_params, r: Rollout, h
 def rl_step(cfg: ModelConfig, state: TrainState, ref_params, batch: PromptBatch, key, hp: RLHyper, *, spec: RLSpec):
     """One RL iteration: sample Q completions per prompt, check, compute advantages, update.
 
-    Returns the new state and metrics (reward, per-prompt pass rate, kept groups, loss, kl, entropy,
-    clip fraction, and the completions)."""
+    Returns the new state and metrics (reward as the learner saw it, pass rate as the checker judged it,
+    per-prompt reward, kept groups, loss, kl, entropy, clip fraction, mean thinking and answer tokens
+    written, and the completions)."""
     r, gen_NxG = rollout(cfg, state.params, batch, key, hp, spec)
     state, loss, aux = policy_update(cfg, state, ref_params, r, hp, spec)
     P = batch.prompts_PxL.shape[0]
+    thinking_N, answer_N = written_tokens(gen_NxG, jnp)
     metrics = {
         "completions": gen_NxG,
         "reward": r.reward_N.mean(),
+        "pass_rate": r.correct_N.mean(),
+        "thinking_tokens": thinking_N.mean(),
+        "answer_tokens": answer_N.mean(),
         "pass_rate_P": r.reward_N.reshape(P, spec.group_size).mean(1),
         "kept_groups": r.keep_P.mean(),
         "loss": loss,

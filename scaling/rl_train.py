@@ -126,7 +126,9 @@ def rl_train(
         rows += chunk_rows
         seen += rc.chunk_steps * rc.prompts_per_step
         if on_chunk is not None:
-            seen_rows = [row | {"prompts_seen": seen, "completions_seen": seen * rc.group_size} for row in chunk_rows]
+            P, Q = rc.prompts_per_step, rc.group_size
+            seen_rows = [row | {"prompts_seen": (row["step"] + 1) * P} for row in chunk_rows]
+            seen_rows = [row | {"completions_seen": row["prompts_seen"] * Q} for row in seen_rows]
             on_chunk(c + 1, n_chunks, float(rates_RxCxP.mean()), seen_rows)
         while pending and seen >= pending[0]:
             pending.pop(0)

@@ -1,12 +1,13 @@
-"""The three stages of a run, each a function of (run config, its directory, its inputs' directories).
+"""The three stages of a run, each a function of (run config, its directory, its inputs' directories,
+a log, a progress callback, a metrics sink).
 
     train   supervised training of one preset for all seeds  -> checkpoint/, metrics.json, metrics.jsonl
     rl      on-policy RL from the trained model               -> checkpoint/, ladder.csv, rl_metrics.csv, metrics.jsonl
 
-``metrics.jsonl`` grows by one line per (step, seed) at the end of every chunk, flushed (``tail -f``
-works; a kill loses at most the chunk being computed); a resumed stage keeps the lines before its
-restored step and never writes a step twice (``MetricsLog``).
     eval    greedy accuracy per difficulty, test-time compute -> accuracy.csv, testtime.csv, testtime_summary.csv
+
+Training and RL hand one row per (step, seed) to ``metrics`` (``scaling.track.Metrics``) at the end of
+every chunk: ``metrics.jsonl`` and the sweep's trackers see the run as it happens.
 
 A stage returns a small JSON-able summary (counts, seconds) that the sweep stores in ``done.json``;
 ``point_rows`` turns a point's finished stages into rows of the sweep's results table.
@@ -15,7 +16,6 @@ A stage returns a small JSON-able summary (counts, seconds) that the sweep store
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +32,7 @@ from scaling.plan import estimate_flops, model_config, train_seq_len
 from scaling.rl_train import rl_train
 from scaling.specs import flops_per_token, param_counts
 from scaling.tasks import get_task
+from scaling.track import Metrics
 from scaling.train import checkpoint_meta, load_params, train
 
 Log = Callable[[str], None]
@@ -56,51 +57,20 @@ def _finite_or_fail(values: np.ndarray, what: str, seeds) -> None:
         raise StageFailed(f"non-finite {what} for seed {seeds[r]} at step {i}")
 
 
-class MetricsLog:
-    """``metrics.jsonl`` of a stage: one JSON line per (step, seed), appended and flushed per chunk. The
-    first append trims the file to the lines before its first step (a resumed stage recomputes from
-    the step it restored, whatever a killed attempt wrote after it), and no (step, seed) is written
-    twice."""
-
-    def __init__(self, path: Path):
-        self.path, self.written = path, None
-
-    def append(self, rows: list[dict]) -> None:
-        if self.written is None:
-            first = min(row["step"] for row in rows)
-            kept = self.path.read_text().splitlines() if self.path.is_file() else []
-            kept = [line for line in kept if _step_of(line, first) < first]
-            if is_writer():
-                io.atomic_write_text(self.path, "".join(line + "\n" for line in kept))
-            self.written = {(row["step"], row["seed"]) for row in map(json.loads, kept)}
-        new = [row for row in rows if (row["step"], row["seed"]) not in self.written]
-        if new and is_writer():
-            io.append_text(self.path, "".join(io.dumps(row, indent=None) for row in new))
-        self.written |= {(row["step"], row["seed"]) for row in new}
-
-
-def _step_of(line: str, default: int) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):  # a line cut short by a kill
-        return default
-
-
-def train_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress: Progress) -> dict:
+def train_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress: Progress, metrics: Metrics) -> dict:
     task, cfg, seeds = get_task(run.task), model_config(run, "train"), list(run.seeds)
-    metrics = MetricsLog(out / "metrics.jsonl")
     tokens_per_chunk = run.train.chunk_steps * run.train.batch_size * train_seq_len(run) * len(seeds)
     last = [time.perf_counter()]
 
     def on_chunk(done, total, m):
         progress(done, total)  # raises if the claim was lost: nothing of this chunk is written
-        now = time.perf_counter()
+        now, wall = time.perf_counter(), time.time()
         rate, last[0] = tokens_per_chunk / max(now - last[0], 1e-9), now
         rows = []
         for k, step in enumerate(m["step"]):
             for r, seed in enumerate(seeds):
                 values = {name: float(m[name][r, k]) for name in ("loss", "grad_norm", "lr")}
-                rows.append({"step": int(step), "seed": seed, **values, "tokens_per_s": rate})
+                rows.append({"step": int(step), "seed": seed, "time": wall, **values, "tokens_per_s": rate})
         metrics.append(rows)
         log(f"chunk {done}/{total} loss per seed {np.round(m['loss'][:, -1], 4).tolist()}")
 
@@ -126,14 +96,13 @@ def _load(run: RunConfig, stage_dir: Path):
     return load_params(stage_dir / "checkpoint", model_config(run, "eval"), get_task(run.task), run.seeds)
 
 
-def rl_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress: Progress) -> dict:
+def rl_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress: Progress, metrics: Metrics) -> dict:
     task, cfg, seeds, rc = get_task(run.task), model_config(run, "rl"), list(run.seeds), run.rl
-
-    metrics = MetricsLog(out / "metrics.jsonl")
 
     def on_chunk(done, total, pass_rate, rows):
         progress(done, total)  # raises if the claim was lost: nothing of this chunk is written
-        metrics.append(rows)
+        wall = time.time()
+        metrics.append([{"step": row["step"], "seed": row["seed"], "time": wall, **row} for row in rows])
         log(f"chunk {done}/{total} rollout pass rate {pass_rate:.3f}")
 
     t0 = time.perf_counter()
@@ -154,7 +123,7 @@ def rl_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress: 
     }
 
 
-def eval_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress: Progress) -> dict:
+def eval_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress: Progress, metrics: Metrics) -> dict:
     task, cfg, seeds, tt, ec = get_task(run.task), model_config(run, "eval"), list(run.seeds), run.testtime, run.eval
     t0 = time.perf_counter()
     params_R = _load(run, inputs[0])

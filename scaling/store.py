@@ -17,12 +17,14 @@ and ``scaling status`` read it without loading the numerics).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from scaling.claims import holder
 from scaling.errors import ScalingError
 from scaling.io import read_json
 from scaling.plan import seed_family
+from scaling.track import latest
 
 STATUSES = ("done", "failed", "claimed", "corrupt", "pending")
 # Revision of the done.json record (1: the stage's name and the size of every output file).
@@ -104,7 +106,8 @@ def failure_reason(out: Path, name: str) -> str:
 
 def status_doc(out: str | Path) -> dict:
     """``scaling status DIR --json``: points (and how many are complete), stage counts by kind and
-    status, and the failed, corrupt and running stages (with their holders)."""
+    status, and the failed, corrupt and running stages (with their holders and ``track.latest``: the
+    last step, its metrics and the rate)."""
     out = Path(out)
     if not (out / "plan.json").is_file():
         raise ScalingError(f"{out}: no plan.json (not a sweep output directory)")
@@ -114,10 +117,11 @@ def status_doc(out: str | Path) -> dict:
     for name, s in doc["stages"].items():
         counts = by_kind.setdefault(s["kind"], {})
         counts[status[name]] = counts.get(status[name], 0) + 1
-    running = []
+    running, now = [], time.time()
     for name in (n for n, st in status.items() if st == "claimed"):
         who = holder(stage_dir(out, name) / "claim") or {}
-        running.append({"stage": name} | {k: who.get(k) for k in ("worker", "host", "pid")})
+        progress = latest(stage_dir(out, name) / "metrics.jsonl", now)
+        running.append({"stage": name} | {k: who.get(k) for k in ("worker", "host", "pid")} | {"latest": progress})
     return {
         "dir": str(out),
         "points": len(doc["points"]),
@@ -141,4 +145,8 @@ def status_text(out: str | Path) -> str:
     for r in doc["running"]:
         where = f": worker {r['worker']} on {r['host']} (pid {r['pid']})" if r["pid"] is not None else ""
         lines.append(f"  running {r['stage']}{where}")
+        if (now := r["latest"]) is not None:
+            values = ", ".join(f"{k} {v:.4g}" for k, v in now["metrics"].items())
+            rate = f", {now['steps_per_s']:.3g} steps/s" if now["steps_per_s"] is not None else ""
+            lines.append(f"    step {now['step']}: {values}{rate}, last chunk {now['seconds_since']:.0f}s ago")
     return "\n".join(lines)

@@ -20,12 +20,15 @@ class SweepWorker(submitit.helpers.Checkpointable):
     """The body of one submitted job; requeued as is on preemption or timeout (``checkpoint`` is
     submitit's default: the same call again, since every stage resumes by itself)."""
 
-    def __call__(self, config: str, out: str, overrides: list[str], worker: int, workers: int) -> int:
+    def __call__(
+        self, config: str, out: str, overrides: list[str], worker: int, workers: int, track: list[str] = ()
+    ) -> int:
         """The number of result rows the sweep wrote."""
         from scaling.sweep import maybe_initialize_distributed, run_sweep
 
         maybe_initialize_distributed()
-        return len(run_sweep(config, out, overrides, worker=worker, workers=workers, progress=False).results)
+        sweep = run_sweep(config, out, overrides, worker=worker, workers=workers, progress=False, track=track)
+        return len(sweep.results)
 
 
 def submit(
@@ -38,13 +41,14 @@ def submit(
     slurm: dict[str, str] | None = None,
     wait: bool = False,
     timeout_min: int = 600,
+    track: list[str] = (),
 ):
     """Submit ``workers`` jobs as one array; ``executor`` is auto (SLURM if available), slurm or local.
 
     ``slurm`` holds submitit parameters passed through as given (e.g. ``{"slurm_partition": "gpu"}``;
     values are parsed as numbers where they are); they win over ``timeout_min`` and the job name. With
-    ``wait``, block until all jobs finish. Returns the jobs and a line per failed job (empty without
-    ``wait``).
+    ``wait``, block until all jobs finish. ``track`` adds trackers to the config's (``scaling.track``).
+    Returns the jobs and a line per failed job (empty without ``wait``).
     """
     from scaling.plan import make_plan
 
@@ -52,7 +56,7 @@ def submit(
         raise ScalingError(f"--workers {workers}: expected an integer >= 1")
     if timeout_min < 1:
         raise ScalingError(f"--timeout-min {timeout_min}: expected an integer >= 1 (minutes)")
-    make_plan(config, list(overrides))  # config errors before anything is queued
+    make_plan(config, list(overrides), track=list(track))  # config errors before anything is queued
     folder = folder or str(Path(out) / "submitit" / "%j")
     cluster = None if executor == "auto" else executor
     ex = submitit.AutoExecutor(folder=folder, cluster=cluster)
@@ -63,9 +67,9 @@ def submit(
     except (NameError, TypeError, ValueError) as e:  # submitit names the unknown or invalid parameter
         raise ScalingError(f"--slurm: {e}") from None
     n = [workers] * workers
-    jobs = ex.map_array(
-        SweepWorker(), [str(config)] * workers, [str(out)] * workers, [list(overrides)] * workers, range(workers), n
-    )
+    each = {"config": [str(config)], "out": [str(out)], "overrides": [list(overrides)], "track": [list(track)]}
+    each = {k: v * workers for k, v in each.items()}
+    jobs = ex.map_array(SweepWorker(), each["config"], each["out"], each["overrides"], range(workers), n, each["track"])
     failed = []
     for job in jobs if wait else []:
         try:

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from scaling import claims, io, store
+from scaling import claims, io, store, track
 from scaling.errors import ScalingError
 from scaling.plan import Plan, Stage, make_plan
 from scaling.stages import STAGES, is_writer, point_rows, write_table
@@ -93,8 +94,15 @@ def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar
         bar.set_description(stage.name)
     log(f"start {stage.name} (worker {claim.worker if leader else '-'}, pid {os.getpid()})")
     inputs = [stage_dir(out, dep) for dep in stage.deps]
+    metrics = None
     try:
-        summary = STAGES[stage.kind](plan.runs[stage.name], d, inputs, log, progress)
+        trackers = (
+            track.open_trackers(plan.track, out, stage.name, stage.kind, stage.settings, plan.wandb)
+            if leader and stage.kind != "eval"
+            else []
+        )
+        metrics = track.Metrics(d / "metrics.jsonl", trackers, writer=leader)
+        summary = STAGES[stage.kind](plan.runs[stage.name], d, inputs, log, progress, metrics)
         progress(1, 1)  # a last ownership check before the record
     except OwnershipLost as e:
         event("lost", reason=str(e))
@@ -106,6 +114,9 @@ def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar
             io.write_json(d / "failed.json", {"reason": reason, "worker": claim.worker})
             event("failed", reason=reason)
         return False
+    finally:
+        if metrics is not None:
+            metrics.close()
     log(f"done in {summary.get('seconds', 0):.1f}s")
     if leader:
         io.write_json(d / "done.json", store.record(stage.name, summary, d))
@@ -336,11 +347,13 @@ def run_sweep(
     progress: bool = True,
     stale_after: float = 120.0,
     fail_fast: bool = False,
+    track: list[str] = (),
 ) -> SweepResult:
     """Plan, compute what is not cached, and write the results table. With ``fail_fast``, stop at this
-    worker's first failed stage (the stages not reached stay pending)."""
+    worker's first failed stage (the stages not reached stay pending); ``track`` adds trackers
+    (``scaling.track``) to the config's."""
     out = Path(out)
-    plan = make_plan(config, overrides, seed_groups(out))  # every config error surfaces here, before any compute
+    plan = make_plan(config, overrides, seed_groups(out), track)  # every config error surfaces here, before any compute
     worker, _ = resolve_worker(worker, workers)
     leader = is_writer()
     if leader:
@@ -366,15 +379,16 @@ def run_sweep(
         write_table(results, out / "results")
     if progress and leader:
         counts = {s: list(final.values()).count(s) for s in ("done", "failed", "blocked", "pending")}
-        print(
+        print(  # diagnostics on stderr, results on stdout
             f"sweep: {counts['done']} stages done, {counts['failed']} failed, {counts['blocked']} blocked"
             + (f", {counts['pending']} not reached (--fail-fast)" if stopped else "")
-            + f" ({time.perf_counter() - t0:.0f}s in this process)"
+            + f" ({time.perf_counter() - t0:.0f}s in this process)",
+            file=sys.stderr,
         )
         for line in failures(plan, out):
-            print(f"  failed {line}")
+            print(f"  failed {line}", file=sys.stderr)
         for line in missing:
-            print(f"  left out {line}")
+            print(f"  left out {line}", file=sys.stderr)
         if not results.empty:
             print(f"results: {out / 'results.csv'} ({len(results)} rows)")
     return SweepResult(results, final, missing)

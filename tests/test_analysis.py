@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,9 @@ import pandas as pd
 import pytest
 
 from scaling import laws
-from scaling.analysis import analyze
+from scaling.analysis import analyze, stage_curves
 from scaling.sweep import run_sweep
+from scaling.track import read_metrics
 
 from .conftest import ROOT
 
@@ -32,8 +34,15 @@ REDUCED = [  # the quickstart, shrunk: fewer presets, seeds, steps, prompts and 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    """The reduced quickstart, tracked by TensorBoard and by a stand-in for W&B (tests/stand_ins)."""
     out = tmp_path_factory.mktemp("quick") / "run"
-    run_sweep(ROOT / "experiments" / "quickstart.yaml", out, overrides=REDUCED, progress=False)
+    config = out.parent / "quickstart.yaml"
+    text = (ROOT / "experiments" / "quickstart.yaml").read_text()
+    config.write_text(text + "track: [tensorboard]\nwandb: {project: quick, mode: offline}\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(ROOT / "tests" / "stand_ins"))
+        run_sweep(config, out, overrides=REDUCED, progress=False, track=["wandb"])
+        assert sys.modules.pop("wandb").__file__.startswith(str(ROOT / "tests" / "stand_ins"))
     return out
 
 
@@ -53,7 +62,8 @@ def test_analysis_regenerates_laws_figures_and_report(quick_run):
         np.testing.assert_allclose(saved.predict([10.0, 100.0]), law.predict([10.0, 100.0]))
         doc = json.loads((quick_run / "laws" / f"{name}.json").read_text())
         assert "r2" in doc and "holdout" in doc
-    for stem in ("size", "size_difficulty", "thinking", "thinking_difficulty", "majority", "rl_data", "tradeoff"):
+    stems = ("size", "size_difficulty", "thinking", "thinking_difficulty", "majority", "rl_data", "tradeoff")
+    for stem in (*stems, "training_curves", "rl_curves"):
         for suffix in (".png", ".svg", ".pdf"):
             assert (quick_run / "figures" / f"{stem}{suffix}").stat().st_size > 1000, stem
     # figures come back open for restyling: the law dashed beyond its fitted range, log axes on the map
@@ -67,10 +77,68 @@ def test_analysis_regenerates_laws_figures_and_report(quick_run):
     assert len(plots.save_all(figures, quick_run / "restyled")) == 3 * len(figures)
     tradeoff = plots.tradeoff_figure(results, {})
     assert tradeoff.axes[0].get_xscale() == tradeoff.axes[0].get_yscale() == "log"
+    curves = stage_curves(quick_run)  # a panel per training stage: a thin line per seed, the mean bold
+    fig = plots.training_curves_figure(curves["train"])
+    assert len(curves["train"]) == 6 and all(len(ax.lines) == 3 for ax in fig.axes if ax.get_visible())
+    assert [line.get_linewidth() for line in fig.axes[0].lines] == [0.6, 0.6, 1.8]
+    assert "d32, steps=400" in curves["train"] and fig.axes[0].get_yscale() == "log"
+    (rl,) = curves["rl"].values()
+    assert rl["prompts_seen"].max() == 64 and (rl["thinking_tokens"] > 0).all() and (rl["answer_tokens"] > 0).all()
     report = (quick_run / "report.md").read_text()
     assert "| law | formula |" in report and "## Skipped" in report
     for name, law in res.laws.items():
         assert f"| {name} | `{law.formula()}`" in report
+
+
+def tracked_stages(run: Path) -> dict[str, list[dict]]:
+    """Stage name -> its metrics.jsonl rows, for the stages that write one (training, RL)."""
+    found = {d.name: read_metrics(d / "metrics.jsonl") for d in sorted((run / "stages").iterdir())}
+    return {name: rows for name, rows in found.items() if rows}
+
+
+def scalars(rows: list[dict]) -> dict[tuple, float]:
+    """(step, seed, scalar) -> value of metrics.jsonl rows."""
+    return {(r["step"], r["seed"], k): v for r in rows for k, v in r.items() if k not in ("step", "seed", "time")}
+
+
+def test_tensorboard_event_files_hold_every_scalar_of_metrics_jsonl(quick_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    stages = tracked_stages(quick_run)
+    assert sorted({name.split("-")[0] for name in stages}) == ["rl", "train"] and len(stages) == 7
+    for name, rows in stages.items():
+        kind, got = name.split("-")[0], {}
+        for seed in {r["seed"] for r in rows}:
+            events = EventAccumulator(str(quick_run / "tensorboard" / name / f"seed{seed}"))
+            events.Reload()
+            for tag in events.Tags()["scalars"]:
+                got |= {(e.step, seed, tag.removeprefix(f"{kind}/")): e.value for e in events.Scalars(tag)}
+        want = scalars(rows)
+        assert got.keys() == want.keys(), name
+        keys = list(want)
+        np.testing.assert_allclose([got[k] for k in keys], [want[k] for k in keys], rtol=1e-6)  # float32 events
+    rl = next(rows for name, rows in stages.items() if name.startswith("rl"))
+    for key in ("reward", "pass_rate", "kl", "entropy", "clip_frac", "thinking_tokens", "answer_tokens", "loss"):
+        assert all(key in r for r in rl), key
+
+
+def test_a_stand_in_wandb_receives_the_scalars_of_metrics_jsonl(quick_run):
+    calls = [json.loads(line) for line in open(quick_run / "stand_in_wandb.jsonl")]
+    inits = {c["id"]: c for c in calls if c["call"] == "init"}
+    stages = tracked_stages(quick_run)
+    assert set(inits) == set(stages)  # one W&B run per training and RL stage, none for evaluation
+    for name, rows in stages.items():
+        init = inits[name]
+        assert init["mode"] == "offline" and init["project"] == "quick" and init["job_type"] == name.split("-")[0]
+        assert init["config"]["model"] in ("d32", "d48", "d64") and init["resume"] == "allow"
+        logged = [c for c in calls if c["id"] == name and c["call"] == "log"]
+        got = {}
+        for c in logged:
+            got |= {(c["step"], int(k.split("/seed")[1]), k.split("/seed")[0]): v for k, v in c["data"].items()}
+        assert got == scalars(rows), name
+        steps = [c["step"] for c in logged]
+        assert steps == sorted(set(steps))  # one call per step, increasing, as W&B wants
+        assert [c["call"] for c in calls if c["id"] == name][-1] == "finish"
 
 
 def test_every_json_file_a_sweep_and_its_analysis_write_is_strict(quick_run):
@@ -79,6 +147,7 @@ def test_every_json_file_a_sweep_and_its_analysis_write_is_strict(quick_run):
     analyze(quick_run, bootstrap=20)
     orbax_metadata = ("_CHECKPOINT_METADATA", "_METADATA", "_sharding")
     files = [p for p in quick_run.rglob("*") if p.suffix in (".json", ".jsonl") or p.name in orbax_metadata]
+    files = [p for p in files if p.name != "stand_in_wandb.jsonl"]  # the test's, not the toolkit's
     assert {p.parent.name for p in files if p.suffix == ".json"} >= {"laws", quick_run.name}
     for path in files:
         lines = path.read_text().splitlines() if path.suffix == ".jsonl" else [path.read_text()]

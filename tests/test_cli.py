@@ -156,3 +156,11 @@ def test_bench_train_and_sample_sections_report_ratios_to_references():
     for key in ("vmap_seeds_cost", "seeds_cost_vmap", "seeds_cost_map", "vmap_matmul_cost"):
         assert 1 < train[key] < 20, key  # 8 seeds never cost less than one
     assert 1 < sample["budgets_cost"] < 8  # 8 budgets for less than 8 separate decodes
+
+
+def test_bench_tracking_section_times_a_stage_with_and_without_tensorboard():
+    from scaling.bench import bench_tracking
+
+    figures = bench_tracking(preset="d32", steps=20, repeats=1)
+    assert figures["stage_s"] > 0 and figures["stage_tracked_s"] > 0
+    assert 0.5 < figures["tracking_cost"] < 2  # the same stage twice, whatever the noise of one repeat

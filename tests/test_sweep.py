@@ -19,7 +19,7 @@ import pytest
 from scaling.config import ConfigError
 from scaling.errors import ScalingError
 from scaling.plan import make_plan
-from scaling.store import status_text
+from scaling.store import status_doc, status_text
 from scaling.sweep import run_sweep
 
 SWEEP = """
@@ -220,6 +220,9 @@ def test_a_paused_worker_whose_claim_is_taken_over_stops_with_a_record(tmp_path)
     a.send_signal(signal.SIGSTOP)
     (early,) = out.glob("stages/train-*/metrics.jsonl")
     assert 0 < len(early.read_text().splitlines()) < 2 * 200  # written as the stage runs
+    (running,) = status_doc(out)["running"]  # status shows the paused stage's last chunk and rate
+    assert running["pid"] == a.pid and running["latest"]["step"] >= 19 and running["latest"]["steps_per_s"] > 0
+    assert running["latest"]["metrics"]["loss"] > 0 and " steps/s, last chunk " in status_text(out)
     b = start(1)
     while train_log().count("] start") < 2 and time.time() < deadline:
         time.sleep(0.05)  # B has taken the claim over
@@ -314,7 +317,8 @@ def test_failed_stage_is_recorded_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "out"
     r = scaling_cli("run", config, "--out", out, "--no-analyze")
     assert r.returncode == 1, r.stderr  # a stage failed: exit 1, and the sweep went on
-    assert "non-finite training loss" in r.stdout and "left out point" in r.stdout
+    assert "non-finite training loss" in r.stderr and "left out point" in r.stderr  # diagnostics
+    assert "results: " in r.stdout and "non-finite" not in r.stdout  # results
     results = pd.read_parquet(out / "results.parquet")
     assert set(results["point"]) == {0, 2}  # lr 1e30 diverged for both presets; the others finished
     assert "2 failed" in status_text(out) and "non-finite training loss" in status_text(out)

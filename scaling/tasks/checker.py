@@ -27,6 +27,15 @@ def answer_span(gen_NxG, xp=np):
     return e_N, s_N
 
 
+def written_tokens(gen_NxG, xp=np):
+    """(N,) thinking tokens (before the first <eot>) and (N,) answer tokens (after it, through the
+    first <eos>; to the end without an <eos>; 0 without an <eot>)."""
+    G = gen_NxG.shape[1]
+    e_N, s_N = answer_span(gen_NxG, xp)
+    answer_N = xp.where(s_N < G, s_N - e_N, xp.where(e_N < G, G - e_N - 1, 0))
+    return e_N, answer_N
+
+
 def exact_answer(gen_NxG, answer_NxA, answer_len_N, xp=np):
     """1.0 where the tokens after the first <eot> are exactly the answer then <eos>, else 0.0 (float32)."""
     N, G = gen_NxG.shape
