@@ -53,16 +53,17 @@ def accuracy_table(
     samples: int = 0,
     temperature: float = 1.0,
 ) -> pd.DataFrame:
-    """One row per (seed, difficulty): accuracy and n. ``samples = 0``: greedy decoding (strategy
-    ``greedy``); else pass@1 at ``temperature``, the mean reward of ``samples`` samples per problem
-    (strategy ``sampled``; the policy's own accuracy, what RL optimises)."""
+    """One row per (seed, difficulty): accuracy, n, and the mean thinking and total tokens written per
+    problem. ``samples = 0``: greedy decoding (strategy ``greedy``); else pass@1 at ``temperature``, the
+    mean reward of ``samples`` samples per problem (strategy ``sampled``; the policy's own accuracy,
+    what RL optimises)."""
     ex = eval_examples(task, ec)
     max_new = task.max_new_tokens(range(ec.difficulties[0], ec.difficulties[1] + 1))
     reps = max(samples, 1)
     prompts, valid = left_pad(np.repeat(ex.tokens, reps, 0), np.repeat(ex.prompt_len, reps))
     answer, answer_len = np.repeat(ex.answer, reps, 0), np.repeat(ex.answer_len, reps)
     temp = jnp.float32(temperature if samples else 0.0)
-    rewards = []
+    rewards, thinking, written = [], [], []
     for block, start in enumerate(range(0, len(prompts), batch)):
         sl = slice(start, start + batch)
         p, v = prompts[sl], valid[sl]
@@ -72,12 +73,17 @@ def accuracy_table(
         keys = jax.vmap(lambda s, b=block: jax.random.fold_in(jax.random.key(s), b))(jnp.asarray(seeds, jnp.uint32))
         gen_RxBxG = np.asarray(decode_seeds(cfg, params_R, p, v, keys, temp, max_new=max_new))[:, : batch - pad]
         rewards.append(np.stack([task.check(g, answer[sl], answer_len[sl]) for g in gen_RxBxG]))
+        tokens = [written_tokens(g) for g in gen_RxBxG]
+        thinking.append(np.stack([t for t, _ in tokens]))
+        written.append(np.stack([t + a for t, a in tokens]))
     reward_RxN = np.concatenate(rewards, axis=1)
+    thinking_RxN, total_RxN = np.concatenate(thinking, axis=1), np.concatenate(written, axis=1)
     difficulty = np.repeat(ex.difficulty, reps)
     rows = []
     for i, seed in enumerate(seeds):
         for d in np.unique(ex.difficulty):
-            r = reward_RxN[i, difficulty == d]
+            at = difficulty == d
+            r = reward_RxN[i, at]
             rows.append(
                 {
                     "seed": seed,
@@ -85,6 +91,8 @@ def accuracy_table(
                     "accuracy": float(r.mean()),
                     "n": int(r.size // reps),
                     "strategy": "sampled" if samples else "greedy",
+                    "thinking_tokens": float(thinking_RxN[i, at].mean()),
+                    "total_tokens": float(total_RxN[i, at].mean()),
                 }
             )
     return pd.DataFrame(rows)

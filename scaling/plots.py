@@ -181,12 +181,22 @@ def ladder_figure(ladder: Ladder, points: pd.DataFrame):
     return fig
 
 
+CURVE_POINTS = 300  # a curve of more steps is drawn as the means of consecutive bins of steps
+
+
+def _binned(curve: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """``curve`` (one row per x, sorted) as at most CURVE_POINTS bin means of x and y."""
+    k = int(np.ceil(len(curve) / CURVE_POINTS))
+    return curve if k <= 1 else curve.groupby(np.arange(len(curve)) // k)[[x, y]].mean()
+
+
 def _seeds_and_mean(ax, rows: pd.DataFrame, x: str, y: str, color: str, label: str | None = None) -> None:
-    """Each seed's curve thin, the mean over seeds bold."""
+    """Each seed's curve thin, the mean over seeds bold (long curves as bin means, ``_binned``)."""
     for _, g in rows.groupby("seed"):
+        g = _binned(g.sort_values(x), x, y)
         ax.plot(g[x], g[y], lw=0.6, alpha=0.45, color=color)
-    mean = rows.groupby(x)[y].mean()
-    ax.plot(mean.index, mean.to_numpy(), lw=1.8, color=color, label=label)
+    mean = _binned(rows.groupby(x, as_index=False)[y].mean(), x, y)
+    ax.plot(mean[x], mean[y], lw=1.8, color=color, label=label)
 
 
 @plt.rc_context(STYLE)
@@ -206,7 +216,9 @@ def training_curves_figure(stages: dict[str, pd.DataFrame]):
         ax.set_ylabel("training loss (per token)")
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
-    fig.suptitle("supervised training: seeds thin, mean over seeds bold", fontsize=9)
+    fig.suptitle(
+        f"supervised training: seeds thin, mean over seeds bold (beyond {CURVE_POINTS} steps: bin means)", fontsize=9
+    )
     fig.tight_layout()
     return fig
 
@@ -241,6 +253,6 @@ def rl_curves_figure(stages: dict[str, pd.DataFrame]):
     for ax in axes.ravel()[len(names) :]:
         ax.set_visible(False)
     axes[0, 0].legend(fontsize=6)
-    fig.suptitle("RL: seeds thin, mean over seeds bold", fontsize=9)
+    fig.suptitle(f"RL: seeds thin, mean over seeds bold (beyond {CURVE_POINTS} steps: bin means)", fontsize=9)
     fig.tight_layout()
     return fig

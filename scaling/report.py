@@ -102,8 +102,16 @@ def ladder_section(res) -> list[str]:
 
 
 def rl_ladder_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per RL preset and data volume: greedy and sampled accuracy inside and above the training range."""
-    return range_table(df[df["source"] == "rl_ladder"], ["model", "rl_prompts", "strategy"])
+    """Per RL preset and data volume: greedy and sampled accuracy inside and above the training range,
+    and the mean thinking tokens written per problem in the training range (does RL lengthen the
+    thinking while it raises accuracy?)."""
+    ladder, by = df[df["source"] == "rl_ladder"], ["model", "rl_prompts", "strategy"]
+    table = range_table(ladder, by)
+    if "thinking_tokens" in ladder and ladder["thinking_tokens"].notna().any():
+        inside = ladder[ladder["in_train_range"]]
+        thinking = inside.groupby(by, sort=False)["thinking_tokens"].mean().rename("thinking_in_range")
+        table = table.merge(thinking.reset_index(), on=by, how="left")
+    return table
 
 
 def rl_per_difficulty(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:

@@ -148,5 +148,6 @@ def status_text(out: str | Path) -> str:
         if (now := r["latest"]) is not None:
             values = ", ".join(f"{k} {v:.4g}" for k, v in now["metrics"].items())
             rate = f", {now['steps_per_s']:.3g} steps/s" if now["steps_per_s"] is not None else ""
-            lines.append(f"    step {now['step']}: {values}{rate}, last chunk {now['seconds_since']:.0f}s ago")
+            ago = f", last chunk {now['seconds_since']:.0f}s ago" if now["seconds_since"] is not None else ""
+            lines.append(f"    step {now['step']}: {values}{rate}{ago}")
     return "\n".join(lines)

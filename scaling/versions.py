@@ -14,7 +14,10 @@ A refactor that leaves every number as it was bumps nothing. The model's archite
 checkpoint layout have revisions of their own (``scaling.specs.ARCHITECTURE``, ``CHECKPOINT_FORMAT``).
 """
 
-STAGE_VERSIONS = {"tasks": 1, "train": 1, "rl": 1, "eval": 1}
+# train 2: easy rows (train.easy_frac) spread over a chunk's steps, not its last ones; metrics.jsonl times.
+# rl 2: rollout pass rate and thinking / answer tokens in the RL metrics; thinking tokens on the ladder.
+# eval 2: thinking and total tokens on greedy and sampled accuracy rows.
+STAGE_VERSIONS = {"tasks": 1, "train": 2, "rl": 2, "eval": 2}
 
 
 def versions_of(kind: str) -> dict[str, int]:

@@ -21,6 +21,7 @@ from scaling.errors import ScalingError
 from scaling.plan import make_plan
 from scaling.store import status_doc, status_text
 from scaling.sweep import run_sweep
+from scaling.track import read_metrics
 
 SWEEP = """
 task: sum
@@ -144,10 +145,17 @@ def _claim_holders(out: Path) -> set[int]:
     return pids
 
 
+def _untimed(rows: list[dict]) -> list[dict]:
+    """metrics.jsonl rows without their timings, ordered by (step, seed)."""
+    rows = [{k: v for k, v in r.items() if k not in ("time", "tokens_per_s")} for r in rows]
+    return sorted(rows, key=lambda r: (r["step"], r["seed"]))
+
+
 def test_chaos_workers_killed_at_random_give_the_uninterrupted_results(tmp_path):
     """3 workers, SIGKILLed at seeded random moments (the holder of a claim when there is one) and
-    restarted, until the sweep completes: the results equal an uninterrupted run's, and every stage's
-    log shows one owner at a time (its lines' claim tokens never interleave)."""
+    restarted, until the sweep completes: the results equal an uninterrupted run's, every stage's
+    log shows one owner at a time (its lines' claim tokens never interleave), and its metrics.jsonl has
+    every step once, with the uninterrupted run's numbers."""
     config = write(tmp_path, SWEEP.replace("models: [d32, d48]", "models: [d32]").replace("steps: 40", "steps: 60"))
     reference = run_sweep(config, tmp_path / "ref", progress=False).results
     out, rng, kills = tmp_path / "chaos", np.random.default_rng(0), 0
@@ -187,8 +195,10 @@ def test_chaos_workers_killed_at_random_give_the_uninterrupted_results(tmp_path)
         events = [e["event"] for e in records]
         assert events.count("done") == 1 and events[-1] == "done", (d.name, events)  # never redone once done
         starts = [e["time"] for e in records if e["event"] == "start"]
-        rows = [json.loads(line) for line in open(d / "metrics.jsonl")] if not d.name.startswith("eval") else []
-        assert len(rows) == len({(r["step"], r["seed"]) for r in rows}), d.name  # no step written twice
+        if not d.name.startswith("eval"):  # every step once, with the uninterrupted run's numbers
+            rows, ref = (read_metrics(root / "stages" / d.name / "metrics.jsonl") for root in (out, tmp_path / "ref"))
+            assert len(rows) == len({(r["step"], r["seed"]) for r in rows}), d.name  # no step written twice
+            assert _untimed(rows) == _untimed(ref), d.name
         restarts += len(starts) - 1
         lost += starts[-1] - starts[0]  # attempts cut short, each until the next began
     stages = len(list((out / "stages").iterdir()))

@@ -166,8 +166,9 @@ def generate(
         if easy_frac > 0 and task.easy_blocks(int(d), 1, np.random.default_rng(0)) is not None:
             n_easy = int(rng.binomial(len(rows), easy_frac))
         parts = [_blocks_for_split(task, int(d), len(rows) - n_easy, split, rng)] if n_easy < len(rows) else []
-        if n_easy:  # rows of a batch are exchangeable: the easy ones go last
+        if n_easy:  # the easy ones are drawn last and land on random rows: the steps of a chunk stay alike
             parts.append(_blocks_for_split(task, int(d), n_easy, split, rng, easy=True))
+            rows = rng.permutation(rows)
         b = Blocks(*(np.concatenate(cols) for cols in zip(*map(astuple, parts), strict=True)))
         L, W, A = b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
         if L + W + A + 3 > T:
