@@ -86,6 +86,7 @@ class TensorBoard:
 
     def log(self, rows: list[dict]) -> None:
         from tensorboardX import SummaryWriter
+        from tensorboardX.proto.summary_pb2 import Summary
 
         first = min(row["step"] for row in rows)
         for row in rows:
@@ -94,9 +95,9 @@ class TensorBoard:
                 path = self.directory / f"seed{seed}"
                 unique = f".{os.getpid()}.{time.time_ns()}"  # two attempts within a second keep both files
                 self.writers[seed] = SummaryWriter(str(path), purge_step=first, flush_secs=3600, filename_suffix=unique)
-            writer = self.writers[seed]
-            for key, value in _scalars(row).items():
-                writer.add_scalar(f"{self.kind}/{key}", value, row["step"], walltime=row.get("time"))
+            # One event per (step, seed) carrying all its scalars: a quarter of add_scalar's cost per value.
+            values = [Summary.Value(tag=f"{self.kind}/{k}", simple_value=v) for k, v in _scalars(row).items()]
+            self.writers[seed]._get_file_writer().add_summary(Summary(value=values), row["step"], row.get("time"))
         for writer in self.writers.values():
             writer.flush()
 
