@@ -16,6 +16,10 @@ count. Protocol:
   claim back to confirm that it holds it. Whoever comes second finds a changed claim and backs off.
 - **release** removes the claim under the lock, and only if it is the releaser's own.
 
+A taker that finds the lock held backs off at once and tries again at a later poll. A holder frozen while it
+holds the lock (a SIGSTOP landing inside a beat) therefore delays the takeover of its own stage until it
+resumes or dies, and nothing else.
+
 What the filesystem must provide: atomic ``link`` and ``rename`` within a directory, and ``flock`` that
 is honoured across every host sharing it (any local filesystem; NFSv4, where Linux maps ``flock`` onto
 NFS byte-range locks; Lustre mounted with ``-o flock``; GPFS). Scheduling (which stage to claim next)
@@ -84,12 +88,17 @@ def holder(claim: Path) -> dict | None:
 
 
 @contextlib.contextmanager
-def _locked(directory: Path):
-    """An exclusive ``flock`` on ``directory/claim.lock`` (held only for a check and a rename)."""
+def _locked(directory: Path, wait: bool = True):
+    """An exclusive ``flock`` on ``directory/claim.lock`` (held only for a check and a rename); with
+    ``wait`` False, yields False at once when another process holds it."""
     fd = os.open(directory / "claim.lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)  # closing releases the lock
 
@@ -143,8 +152,10 @@ def try_claim(d: Path, worker: int, stale_after: float, watcher: Watcher = WATCH
         return claim if _write_whole(claim.path, doc, replace=False) else None
     if not watcher.stale(claim.path, seen, stale_after):
         return None
-    with _locked(d):
-        if _read(claim.path) != seen:  # its holder beat, or another worker took it over first
+    # A taker never waits for the lock: a holder frozen (e.g. SIGSTOP) inside a beat's few milliseconds
+    # under it would stall this worker too; busy, it tries this stage again later and goes on meanwhile.
+    with _locked(d, wait=False) as mine:
+        if not mine or _read(claim.path) != seen:  # its holder beats, or another worker took it over first
             return None
         old = (_parse(seen) or {}).get("token") or uuid.uuid4().hex
         claim.path.rename(d / f"claim.stale.{old[:16]}")

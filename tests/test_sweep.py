@@ -208,6 +208,8 @@ def test_chaos_workers_killed_at_random_give_the_uninterrupted_results(tmp_path)
 
 
 def test_a_paused_worker_whose_claim_is_taken_over_stops_with_a_record(tmp_path):
+    from scaling.claims import _locked
+
     """Worker A is paused (SIGSTOP) mid-stage past the staleness limit; B takes the claim over and
     finishes the stage. A, resumed, finds at its next chunk that the claim is no longer its own and
     stops, recording ``lost``; the stage's log never shows the two interleaved."""
@@ -227,8 +229,9 @@ def test_a_paused_worker_whose_claim_is_taken_over_stops_with_a_record(tmp_path)
     a, deadline = start(0), time.time() + 240
     while "chunk 2/" not in train_log() and time.time() < deadline:
         time.sleep(0.05)
-    a.send_signal(signal.SIGSTOP)
     (early,) = out.glob("stages/train-*/metrics.jsonl")
+    with _locked(early.parent):  # A is stopped outside a beat's critical section (see scaling.claims)
+        a.send_signal(signal.SIGSTOP)
     assert 0 < len(early.read_text().splitlines()) < 2 * 200  # written as the stage runs
     (running,) = status_doc(out)["running"]  # status shows the paused stage's last chunk and rate
     assert running["pid"] == a.pid and running["latest"]["step"] >= 19 and running["latest"]["steps_per_s"] > 0
