@@ -161,11 +161,10 @@ class Metrics:
     def append(self, rows: list[dict]) -> None:
         if self.written is None:
             first = min(row["step"] for row in rows)
-            kept = self.path.read_text().splitlines() if self.path.is_file() else []
-            kept = [line for line in kept if _step_of(line, first) < first]
+            kept = [row for row in read_metrics(self.path) if row["step"] < first]
             if self.writer:
-                io.atomic_write_text(self.path, "".join(line + "\n" for line in kept))
-            self.written = {(row["step"], row["seed"]) for row in map(json.loads, kept)}
+                io.atomic_write_text(self.path, "".join(io.dumps(row, indent=None) for row in kept))
+            self.written = {(row["step"], row["seed"]) for row in kept}
         new = [row for row in rows if (row["step"], row["seed"]) not in self.written]
         self.written |= {(row["step"], row["seed"]) for row in new}
         if new and self.writer:
@@ -176,13 +175,6 @@ class Metrics:
     def close(self) -> None:
         for tracker in self.trackers:
             tracker.close()
-
-
-def _step_of(line: str, default: int) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):  # a line cut short by a kill
-        return default
 
 
 def read_metrics(path: Path, tail_bytes: int | None = None) -> list[dict]:
