@@ -34,7 +34,7 @@ from scaling import laws
 from scaling.errors import LawError, ScalingError
 from scaling.io import read_json
 from scaling.laws.extrapolation import SATURATION
-from scaling.results import load_results
+from scaling.results import load_results, longest_training
 from scaling.store import stage_dir
 from scaling.track import read_metrics
 
@@ -53,6 +53,7 @@ class AxisData:
     y: str = "accuracy"
     y_label: str = "held-out accuracy (training difficulties)"
     extra: pd.DataFrame | None = None  # points shown but not fitted (e.g. x = 0)
+    reference: pd.Series | None = None  # y of a bound drawn beside, indexed by x (the imitation oracle)
 
 
 @dataclass
@@ -97,12 +98,6 @@ def _per_difficulty(rows: pd.DataFrame, x: str) -> pd.DataFrame:
     return rows.groupby([x, "difficulty"], as_index=False).agg(
         accuracy=("value", "mean"), in_train_range=("in_train_range", "first")
     )
-
-
-def longest_training(rows: pd.DataFrame) -> pd.DataFrame:
-    """Each preset's rows at its longest training (most training tokens): one size axis."""
-    top = rows.groupby("model")["train_tokens"].transform("max")
-    return rows[rows["train_tokens"] == top]
 
 
 def supervised_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -168,10 +163,16 @@ def _strategy_axis(df, model: str, strategy: str, name: str, x: str, label: str,
 
 
 def thinking_axis(df: pd.DataFrame, model: str) -> AxisData:
-    """Greedy accuracy against the thinking budget B >= 1 (B = 0, answering at once, is shown apart)."""
-    return _strategy_axis(
+    """Greedy accuracy against the thinking budget B >= 1 (B = 0, answering at once, is shown apart), with
+    the oracle beside it: the share of reference traces no longer than B (a model that only imitates)."""
+    data = _strategy_axis(
         df, model, "budget", "thinking", "budget", "thinking budget (tokens before the forced answer)"
     )
+    oracle = longest_training(df[(df["source"] == "eval") & (df["strategy"] == "oracle") & (df["model"] == model)])
+    oracle = oracle[oracle["in_train_range"] & (oracle["budget"] > 0)]
+    if not oracle.empty:
+        data.reference = oracle.groupby("budget")["value"].mean()
+    return data
 
 
 def majority_axis(df: pd.DataFrame, model: str) -> AxisData:

@@ -187,7 +187,7 @@ def _batched_matmul(n: int, rows: int, d_in: int, d_out: int) -> Callable[[], ob
     return lambda: f(x, w)
 
 
-def bench_tasks(n: int = 100_000) -> dict:
+def bench_tasks(n: int = 20_000) -> dict:
     """Examples generated per second by each task (difficulty 4, 30% cut traces, train split)."""
     from scaling.tasks import TASKS, generate
 
@@ -251,7 +251,44 @@ def bench_sample(
     )
     out["budgets"] = list(budgets)
     out["budgets_cost"] = together / alone
+    out.update(_long_budgets(cfg, params, repeats))
     return out
+
+
+def _long_budgets(cfg, params, repeats: int, batch: int = 16) -> dict:
+    """Every budget from one pass on long search traces (``path`` at its largest graphs, budgets 0-256)
+    against the largest budget decoded alone, with the memory the pass holds: the KV cache (keys and
+    values, float32, the shared prefix plus every branch's answer slots) and XLA's temporary buffers."""
+    from dataclasses import replace
+
+    import jax
+
+    from scaling.sample import budgets_width, decode, decode_budgets, left_pad
+    from scaling.tasks import generate, get_task
+
+    task = get_task("path")
+    ex = generate(task, np.full(batch, task.max_difficulty), np.random.default_rng(0), split="eval")
+    prompts, valid = left_pad(ex.tokens, ex.prompt_len)
+    budgets, answer_len = (0, 4, 8, 16, 32, 64, 128, 256), int(ex.answer_len.max()) + 1
+    width = budgets_width(budgets, answer_len)
+    long = replace(cfg, max_len=prompts.shape[1] + width)
+    kw = dict(budgets=budgets, answer_len=answer_len)
+    alone, together = _best_of(
+        lambda: decode(long, params, prompts, valid, jax.random.key(0), budget=max(budgets), max_new=width),
+        lambda: decode_budgets(long, params, prompts, valid, **kw),
+        repeats=max(2, repeats // 2),
+    )
+    slots = long.max_len + len(budgets) * answer_len
+    cache_bytes = 2 * long.n_layers * batch * long.n_heads * slots * long.head_dim * 4
+    memory = decode_budgets.lower(long, params, prompts, valid, **kw).compile().memory_analysis()
+    temp = getattr(memory, "temp_size_in_bytes", None) if memory is not None else None
+    return {
+        "long_budgets": list(budgets),
+        "long_budgets_context": long.max_len,
+        "long_budgets_cost": together / alone,
+        "long_kv_cache_mb": cache_bytes / 2**20,
+        "long_temp_mb": None if temp is None else temp / 2**20,
+    }
 
 
 def bench_rl(prompts: int = 16, group_size: int = 8) -> dict:
@@ -274,7 +311,7 @@ def bench_rl(prompts: int = 16, group_size: int = 8) -> dict:
     params = init_params(cfg, jax.random.key(0))
     hp = RLHyper(constant(1e-4), np.float32(1.0), np.float32(0.0), np.float32(0.0))
     state = TrainState(np.int32(0), params, optimizer(hp.optim, b2=B2).init(params))
-    batch = PromptBatch(p, v, ex.answer, ex.answer_len)
+    batch = PromptBatch(p, v, ex.key)
     spec = RLSpec(group_size=group_size, max_new=max_new)
     key = jax.random.key(1)
     pg, vg = np.repeat(p, group_size, 0), np.repeat(v, group_size, 0)

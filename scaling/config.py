@@ -100,9 +100,10 @@ def validate_eval(e: EvalConfig, tt: TestTimeConfig, where: str) -> None:
             ("testtime.budgets", list(tt.budgets), "thinking budgets >= 0", lambda v: all(b >= 0 for b in v)),
             ("testtime.ks", list(tt.ks), "sample counts k >= 1", lambda v: all(k >= 1 for k in v)),
             ("testtime.n_per_difficulty", tt.n_per_difficulty, "an integer >= 1", lambda v: v >= 1),
+            ("testtime.rounds", tt.rounds, "an integer >= 0 (0: no re-thinking in context)", lambda v: v >= 0),
         ],
     )
-    if tt.ks and not tt.temperature > 0:
+    if (tt.ks or tt.rounds) and not tt.temperature > 0:
         raise _bad(where, "testtime.temperature", "a temperature > 0 for sampling", tt.temperature)
 
 

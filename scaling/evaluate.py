@@ -16,7 +16,8 @@ from scaling.model import token_logprobs
 from scaling.sample import decode, decode_budgets, left_pad
 from scaling.settings import EvalConfig
 from scaling.specs import ModelConfig
-from scaling.tasks import Examples, Task, answer_span, generate, written_tokens
+from scaling.tasks import Examples, Task, answer_span, first_eot, generate, written_tokens
+from scaling.tokenizer import PAD
 
 
 def eval_examples(task: Task, ec: EvalConfig) -> Examples:
@@ -61,7 +62,7 @@ def accuracy_table(
     max_new = task.max_new_tokens(range(ec.difficulties[0], ec.difficulties[1] + 1))
     reps = max(samples, 1)
     prompts, valid = left_pad(np.repeat(ex.tokens, reps, 0), np.repeat(ex.prompt_len, reps))
-    answer, answer_len = np.repeat(ex.answer, reps, 0), np.repeat(ex.answer_len, reps)
+    key = np.repeat(ex.key, reps, 0)
     temp = jnp.float32(temperature if samples else 0.0)
     rewards, thinking, written = [], [], []
     for block, start in enumerate(range(0, len(prompts), batch)):
@@ -72,7 +73,7 @@ def accuracy_table(
             p, v = np.concatenate([p, np.repeat(p[:1], pad, 0)]), np.concatenate([v, np.repeat(v[:1], pad, 0)])
         keys = jax.vmap(lambda s, b=block: jax.random.fold_in(jax.random.key(s), b))(jnp.asarray(seeds, jnp.uint32))
         gen_RxBxG = np.asarray(decode_seeds(cfg, params_R, p, v, keys, temp, max_new=max_new))[:, : batch - pad]
-        rewards.append(np.stack([task.check(g, answer[sl], answer_len[sl]) for g in gen_RxBxG]))
+        rewards.append(np.stack([task.check(g, key[sl]) for g in gen_RxBxG]))
         tokens = [written_tokens(g) for g in gen_RxBxG]
         thinking.append(np.stack([t for t, _ in tokens]))
         written.append(np.stack([t + a for t, a in tokens]))
@@ -190,7 +191,9 @@ def _check_counts(budgets=(), ks=()):
 
 
 def budget_rows(cfg: ModelConfig, params_R, seeds, task: Task, ec: EvalConfig, budgets) -> pd.DataFrame:
-    """Greedy accuracy under every thinking budget (forced <eot> after b tokens), from one pass per batch."""
+    """Greedy accuracy under every thinking budget (forced <eot> after b tokens), from one pass per batch;
+    beside it, strategy ``oracle``: a model that imitates the reference traces exactly and answers right
+    only once its trace is done, correct where the reference trace has at most b tokens."""
     budgets = tuple(sorted({int(b) for b in budgets}))
     _check_counts(budgets=budgets)
     ex = eval_examples(task, ec)
@@ -199,28 +202,33 @@ def budget_rows(cfg: ModelConfig, params_R, seeds, task: Task, ec: EvalConfig, b
     gen_RxUxNxG = np.asarray(
         decode_budgets_seeds(cfg, params_R, prompts, valid, budgets=budgets, answer_len=answer_len)
     )
+    reference_N = first_eot(ex.tokens) - ex.prompt_len  # thinking tokens of each reference trace
     rows = []
     for r, seed in enumerate(seeds):
         for u, b in enumerate(budgets):
             gen = gen_RxUxNxG[r, u]
-            correct = task.check(gen, ex.answer, ex.answer_len)
             thinking, answer_tokens, _ = split_generation(gen)
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "seed": seed,
-                        "problem": np.arange(len(ex)),
-                        "difficulty": ex.difficulty,
-                        "strategy": "budget",
-                        "budget": b,
-                        "k": 1,
-                        "correct": correct,
-                        "thinking_tokens": thinking,
-                        "answer_tokens": answer_tokens,
-                        "total_tokens": thinking + answer_tokens,
-                    }
+            oracle_thinking = np.minimum(reference_N, b)
+            for strategy, correct, think, said in (
+                ("budget", task.check(gen, ex.key), thinking, answer_tokens),
+                ("oracle", (reference_N <= b).astype(np.float32), oracle_thinking, ex.answer_len + 1),
+            ):
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "seed": seed,
+                            "problem": np.arange(len(ex)),
+                            "difficulty": ex.difficulty,
+                            "strategy": strategy,
+                            "budget": b,
+                            "k": 1,
+                            "correct": correct,
+                            "thinking_tokens": think,
+                            "answer_tokens": said,
+                            "total_tokens": think + said,
+                        }
+                    )
                 )
-            )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -235,7 +243,7 @@ def sampling_rows(
     temperature: float = 1.0,
     max_rounds: int | None = None,
 ) -> pd.DataFrame:
-    """Majority vote, pass@k (unbiased), best-of-n with the exact verifier and sequential re-thinking
+    """Majority vote, pass@k (unbiased), best-of-n with the task's checker and sequential re-thinking
     (sample, answer, sample again until two consecutive answers agree), for every k in ``ks``,
     from n = max(ks) samples per problem at ``temperature``."""
     ks = sorted({int(k) for k in ks})
@@ -263,30 +271,116 @@ def sampling_rows(
     return pd.concat(rows, ignore_index=True)
 
 
+@functools.partial(jax.jit, static_argnames=("cfg", "max_new"))
+def decode_contexts(cfg: ModelConfig, params_R, prompts_RxBxL, valid_RxBxL, keys_R, temperature, *, max_new: int):
+    """(R, B, G): every seed's model continues its own contexts."""
+    return jax.vmap(lambda p, x, v, k: decode(cfg, p, x, v, k, temperature, max_new=max_new))(
+        params_R, prompts_RxBxL, valid_RxBxL, keys_R
+    )
+
+
+def rethink_in_context(cfg: ModelConfig, params_R, seeds, task: Task, ex: Examples, rounds: int, temperature):
+    """The seed's re-thinking loop: round 1 continues the prompt (thinking <eot> answer <eos>); every later
+    round continues the prompt and all earlier rounds, through their <eos>, at ``temperature``. Returns
+    (rounds, R, N, G) generations, one round per G = ``task.max_new_tokens`` tokens. Every context has the
+    same width (prompt + rounds - 1 rounds): one compiled program serves every round."""
+    lo, hi = int(ex.difficulty.min()), int(ex.difficulty.max())
+    G = task.max_new_tokens(range(lo, hi + 1))
+    R, N, L = len(seeds), len(ex), int(ex.prompt_len.max())
+    width = L + (rounds - 1) * G  # of every round's context, left-padded
+    context_RxNxT = np.zeros((R, N, width + G), np.int32)  # prompt, then each round through its <eos>
+    context_RxNxT[:, :, :L] = np.where(np.arange(L) < ex.prompt_len[:, None], ex.tokens[:, :L], PAD)
+    length_RxN = np.broadcast_to(ex.prompt_len, (R, N)).copy()
+    gens = []
+    for r in range(rounds):
+        padded = [left_pad(context_RxNxT[i], length_RxN[i], width=width) for i in range(R)]
+        prompts, valid = np.stack([p for p, _ in padded]), np.stack([v for _, v in padded])
+        keys = jax.vmap(lambda s, r=r: jax.random.fold_in(jax.random.key(s + 104729), r))(
+            jnp.asarray(seeds, jnp.uint32)
+        )
+        gen_RxNxG = np.asarray(
+            decode_contexts(cfg, params_R, prompts, valid, keys, jnp.float32(temperature), max_new=G)
+        )
+        gens.append(gen_RxNxG)
+        _, end_RxN = answer_span(gen_RxNxG.reshape(R * N, G))
+        used_RxN = np.minimum(end_RxN + 1, G).reshape(R, N)  # the round through its <eos>
+        for i in range(R):
+            for n in range(N):
+                k = used_RxN[i, n]
+                context_RxNxT[i, n, length_RxN[i, n] : length_RxN[i, n] + k] = gen_RxNxG[i, n, :k]
+        length_RxN += used_RxN
+    return np.stack(gens)
+
+
+def rethink_context_rows(
+    cfg: ModelConfig, params_R, seeds, task: Task, ec: EvalConfig, rounds: int, *, temperature: float = 1.0
+) -> pd.DataFrame:
+    """Re-thinking in context (``rethink_in_context``), stopped when two consecutive rounds give the same
+    answer or after k rounds, for every cap k = 1..``rounds`` (strategy ``rethink_context``): the final
+    answer's verdict and the tokens of the rounds used. Rounds after the first continue after an <eos>,
+    which supervised training never shows: what the model does there is what this measures."""
+    if rounds < 1:
+        raise ScalingError(f"re-thinking needs rounds >= 1, got {rounds}")
+    ex = eval_examples(task, ec)
+    gen_UxRxNxG = rethink_in_context(cfg, params_R, seeds, task, ex, rounds, temperature)
+    rows = []
+    for r, seed in enumerate(seeds):
+        verdict_UxN = np.stack([task.check(g, ex.key) for g in gen_UxRxNxG[:, r]])
+        split = [split_generation(g) for g in gen_UxRxNxG[:, r]]
+        spent_UxN = np.stack([t + a for t, a, _ in split])
+        answers_UxN = [a for _, _, a in split]
+        think_UxN = np.stack([t for t, _, _ in split])
+        for cap in range(1, rounds + 1):
+            stop_N = np.full(len(ex), cap - 1)
+            for n in range(len(ex)):
+                for u in range(1, cap):
+                    if answers_UxN[u][n] and answers_UxN[u][n] == answers_UxN[u - 1][n]:
+                        stop_N[n] = u
+                        break
+            used_UxN = np.arange(rounds)[:, None] <= stop_N[None, :]
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "problem": np.arange(len(ex)),
+                        "difficulty": ex.difficulty,
+                        "strategy": "rethink_context",
+                        "budget": None,
+                        "k": cap,
+                        "correct": verdict_UxN[stop_N, np.arange(len(ex))],
+                        "thinking_tokens": (think_UxN * used_UxN).sum(0),
+                        "answer_tokens": ((spent_UxN - think_UxN) * used_UxN).sum(0),
+                        "total_tokens": (spent_UxN * used_UxN).sum(0),
+                    }
+                )
+            )
+    return pd.concat(rows, ignore_index=True)
+
+
 @dataclass(frozen=True)
 class _Samples:
-    """n samples of each of N problems: correctness, tokens spent, answers (bytes) and the truth."""
+    """n samples of each of N problems: the checker's verdict, tokens spent and answers (bytes). A chosen
+    answer is scored by the verdict of a sample that gave it (equal answers get equal verdicts), so tasks
+    with many valid answers vote and re-think as exact-answer tasks do."""
 
     correct_NxM: np.ndarray
     think_NxM: np.ndarray
     answer_tokens_NxM: np.ndarray
     answers: list[list[bytes]]
-    truth: list[bytes]
 
     @classmethod
     def of(cls, task: Task, ex: Examples, gen_NxG: np.ndarray, n: int) -> _Samples:
         N = len(ex)
-        correct = task.check(gen_NxG, np.repeat(ex.answer, n, 0), np.repeat(ex.answer_len, n)).reshape(N, n)
+        correct = task.check(gen_NxG, np.repeat(ex.key, n, 0)).reshape(N, n)
         thinking, answer_tokens, answers = split_generation(gen_NxG)
-        truth = [ex.answer[i, : ex.answer_len[i]].astype(np.int32).tobytes() for i in range(N)]
         grouped = [answers[i * n : (i + 1) * n] for i in range(N)]
-        return cls(correct, thinking.reshape(N, n), answer_tokens.reshape(N, n), grouped, truth)
+        return cls(correct, thinking.reshape(N, n), answer_tokens.reshape(N, n), grouped)
 
     def strategies(self, k: int, rethink: bool) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """strategy -> (correct, thinking tokens, answer tokens) per problem, from the first k samples."""
         N, n = self.correct_NxM.shape
         spent = self.think_NxM[:, :k].sum(1), self.answer_tokens_NxM[:, :k].sum(1)
-        majority = np.array([_mode(self.answers[i][:k]) == self.truth[i] for i in range(N)], dtype=np.float64)
+        majority = np.array([self._verdict(i, _mode(self.answers[i][:k])) for i in range(N)], dtype=np.float64)
         out = {
             "majority": (majority, *spent),
             "pass@k": (pass_at_k(n, self.correct_NxM.sum(1), k), *spent),
@@ -295,10 +389,16 @@ class _Samples:
         if rethink:
             rounds = [_rethink(self.answers[i][:k]) for i in range(N)]
             used = np.array([u for u, _ in rounds])
-            ok = np.array([a == self.truth[i] for i, (_, a) in enumerate(rounds)], dtype=np.float64)
+            ok = np.array([self._verdict(i, a) for i, (_, a) in enumerate(rounds)], dtype=np.float64)
             mask = np.arange(n)[None, :] < used[:, None]
             out["rethink"] = (ok, (self.think_NxM * mask).sum(1), (self.answer_tokens_NxM * mask).sum(1))
         return out
+
+    def _verdict(self, i: int, answer: bytes) -> float:
+        """The checker's verdict on ``answer`` to problem i (0 for no answer)."""
+        if not answer:
+            return 0.0
+        return float(self.correct_NxM[i, self.answers[i].index(answer)])
 
 
 def _mode(answers: list[bytes]) -> bytes:

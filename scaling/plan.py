@@ -288,7 +288,8 @@ def model_max_len(run: RunConfig) -> int:
     prompt = max(task.widths(d)[0] + 1 for d in range(lo, hi + 1))
     answer = max(task.widths(d)[2] for d in range(lo, hi + 1)) + 2
     budgets = max(run.testtime.budgets, default=0) + answer
-    return max(train_seq_len(run), prompt + max(task.max_new_tokens(range(lo, hi + 1)), budgets))
+    rounds = max(1, run.testtime.rounds)  # re-thinking in context keeps every round in the context
+    return max(train_seq_len(run), prompt + max(rounds * task.max_new_tokens(range(lo, hi + 1)), budgets))
 
 
 def model_config(run: RunConfig, kind: str) -> ModelConfig:
@@ -315,7 +316,7 @@ def estimate_flops(run: RunConfig, kind: str) -> float:
         per_step = rollout * fwd * (1 + 3 * rc.inner_epochs)
         return R * (rc.steps * per_step + len(rc.ladder_volumes()) * eval_tokens * fwd)
     tt = run.testtime
-    tt_tokens = len(levels) * tt.n_per_difficulty * L * (bool(tt.budgets) + max(tt.ks, default=0))
+    tt_tokens = len(levels) * tt.n_per_difficulty * L * (bool(tt.budgets) + max(tt.ks, default=0) + tt.rounds)
     return R * (eval_tokens + tt_tokens) * flops_per_token(cfg, L)["forward"]
 
 

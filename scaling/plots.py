@@ -86,6 +86,9 @@ def axis_figures(data, law: Law | None) -> dict:
     ax.plot(means.index, means.to_numpy(), "o", color="C0", mfc="white", label="mean over seeds")
     if data.extra is not None and not data.extra.empty and data.y in data.extra:
         ax.axhline(data.extra[data.y].mean(), color="grey", ls=":", label=f"at {data.x} = 0 (not on a log axis)")
+    if data.reference is not None:
+        ref = data.reference
+        ax.plot(ref.index, ref.to_numpy(), "s--", ms=3, color="C2", label="oracle: reference trace <= B tokens")
     if law is not None:
         grid = np.geomspace(x.min(), x.max() * 1.5, 200)
         r2 = f"R^2 = {law.r2:.3f}" + ("" if np.isnan(law.r2_means) else f" (means {law.r2_means:.3f})")

@@ -12,7 +12,7 @@ import pandas as pd
 from scaling import laws
 from scaling.io import atomic_write_text
 from scaling.laws.law import skill_text
-from scaling.results import range_table
+from scaling.results import longest_training, range_intervals, range_table, wilson
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -101,6 +101,33 @@ def ladder_section(res) -> list[str]:
     return [*lines, markdown(t.rename(columns={"chained_lo": "chained 95% lo", "chained_hi": "chained 95% hi"}))]
 
 
+def strategy_table(df: pd.DataFrame, strategy: str, x: str) -> pd.DataFrame:
+    """Per preset (at its longest training) and value of ``x`` (``budget`` or ``k``), on the training
+    difficulties: the accuracy of ``strategy`` with a 95% Wilson interval over the problems of every seed
+    pooled, and the mean tokens written per problem (thinking + answer)."""
+    rows = df[(df["source"] == "eval") & (df["strategy"] == strategy) & df["in_train_range"]]
+    if rows.empty:
+        return pd.DataFrame()
+    rows = longest_training(rows).assign(hits=lambda r: r["value"] * r["n"])
+    table = rows.groupby(["model", x], sort=True).agg(
+        hits=("hits", "sum"), n=("n", "sum"), mean_tokens=("total_tokens", "mean")
+    )
+    table["accuracy"] = table["hits"] / table["n"]
+    table["lo"], table["hi"] = wilson(table["hits"], table["n"])
+    table = table.reset_index().astype({x: int})
+    return table[["model", x, "accuracy", "lo", "hi", "mean_tokens"]]
+
+
+def thinking_table(df: pd.DataFrame) -> pd.DataFrame:
+    """``strategy_table`` of the thinking budgets, with the oracle beside: the share of reference traces no
+    longer than the budget, what a model that only imitates them reaches."""
+    table = strategy_table(df, "budget", "budget")
+    oracle = strategy_table(df, "oracle", "budget")
+    if table.empty or oracle.empty:
+        return table
+    return table.merge(oracle[["model", "budget", "accuracy"]].rename(columns={"accuracy": "oracle"}), how="left")
+
+
 def rl_ladder_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per RL preset and data volume: greedy and sampled accuracy inside and above the training range,
     and the mean thinking tokens written per problem in the training range (does RL lengthen the
@@ -131,7 +158,8 @@ def rl_per_difficulty(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
 
 def rl_vs_sft(df: pd.DataFrame) -> pd.DataFrame:
     """SFT+RL against SFT-only at the same number of training samples (supervised examples + RL prompts):
-    every final RL model next to a supervised-only model of its preset trained on as many samples."""
+    every final RL model next to a supervised-only model of its preset trained on as many samples, inside
+    and above the training range, with 95% Wilson intervals over the problems of every seed."""
     final = df[(df["source"] == "eval") & df["strategy"].isin(["greedy", "sampled"])]
     if "train_samples" not in final:
         return pd.DataFrame()
@@ -142,7 +170,8 @@ def rl_vs_sft(df: pd.DataFrame) -> pd.DataFrame:
     if keep.empty:
         return pd.DataFrame()
     both = final.set_index(["model", "samples"]).loc[keep].reset_index()
-    return range_table(both, ["model", "samples", "stage", "strategy"])
+    by = ["model", "samples", "stage", "strategy"]
+    return range_table(both, by).merge(range_intervals(both, by), on=by)
 
 
 def write_report(run_dir: Path, df: pd.DataFrame, res, model: str) -> Path:
@@ -175,6 +204,23 @@ def write_report(run_dir: Path, df: pd.DataFrame, res, model: str) -> Path:
             markdown(stuck),
         ]
     lines += ["", "## Figures", "", *[f"- `{p.relative_to(run_dir)}`" for p in res.figures if p.suffix == ".png"]]
+    if not (thinking := thinking_table(df)).empty:
+        lines += [
+            "",
+            "## Thinking budget (training difficulties; 95% Wilson interval over problems x seeds)",
+            "",
+            "The oracle is the share of reference traces no longer than the budget: a model that only imitates",
+            "them, and answers right exactly when its trace is complete, reaches it.",
+            "",
+            markdown(thinking),
+        ]
+    if not (rethink := strategy_table(df, "rethink_context", "k")).empty:
+        lines += [
+            "",
+            "## Re-thinking in context (at most k rounds; training difficulties; 95% Wilson interval)",
+            "",
+            markdown(rethink),
+        ]
     if not (ladder := rl_ladder_table(df)).empty:
         lines += ["", "## RL data ladder (mean and sd over seeds)", "", markdown(ladder)]
     per_difficulty, edges = rl_per_difficulty(df)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError
@@ -32,6 +33,32 @@ def range_table(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     table.columns = [f"{'in_range' if inside else 'above_range'}_{stat}" for stat, inside in table.columns]
     order = [c for c in ("in_range_mean", "in_range_std", "above_range_mean", "above_range_std") if c in table]
     return table[order].reset_index()
+
+
+def wilson(hits, n, z: float = 1.96) -> tuple:
+    """The Wilson score interval (lo, hi) of a share: hits successes out of n (95% at z = 1.96)."""
+    hits, n = np.asarray(hits, dtype=float), np.asarray(n, dtype=float)
+    centre = (hits + z * z / 2) / (n + z * z)
+    span = z * np.sqrt(hits * (n - hits) / n + z * z / 4) / (n + z * z)
+    return np.clip(centre - span, 0.0, 1.0), np.clip(centre + span, 0.0, 1.0)
+
+
+def range_intervals(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """95% Wilson intervals of accuracy inside and above the training range per ``by``, over the problems
+    of every seed pooled (rows carry ``value`` over ``n`` problems)."""
+    pooled = rows.assign(hits=rows["value"] * rows["n"]).groupby([*by, "in_train_range"], sort=False, dropna=False)
+    table = pooled[["hits", "n"]].sum().reset_index()
+    table["lo"], table["hi"] = wilson(table["hits"], table["n"])
+    table = table.drop(columns=["hits", "n"]).set_index([*by, "in_train_range"]).unstack("in_train_range")
+    table.columns = [f"{'in_range' if inside else 'above_range'}_{stat}" for stat, inside in table.columns]
+    order = [c for c in ("in_range_lo", "in_range_hi", "above_range_lo", "above_range_hi") if c in table]
+    return table[order].reset_index()
+
+
+def longest_training(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each preset's rows at its longest training (most training tokens): one size axis."""
+    top = rows.groupby("model")["train_tokens"].transform("max")
+    return rows[rows["train_tokens"] == top]
 
 
 def summary(results: pd.DataFrame) -> pd.DataFrame:

@@ -38,13 +38,12 @@ B2 = 0.999  # Adam's second-moment decay for the policy update
 
 
 class PromptBatch(NamedTuple):
-    """The prompts of one RL step (P prompts, left-padded to L tokens) and what their answers are checked
-    against."""
+    """The prompts of one RL step (P prompts, left-padded to L tokens) and the keys their completions are
+    checked against (``Task.check``)."""
 
     prompts_PxL: jax.Array
     valid_PxL: jax.Array
-    answer_PxA: jax.Array
-    answer_len_P: jax.Array
+    key_PxK: jax.Array
 
 
 class Rollout(NamedTuple):
@@ -77,7 +76,7 @@ class RLSpec:
     advantage: str = "dr_grpo"
     clip: float | None = None
     inner_epochs: int = 1
-    check: Callable = exact_answer  # (gen_NxG, answer_NxA, answer_len_N, xp) -> reward_N
+    check: Callable = exact_answer  # (gen_NxG, key_NxK, xp) -> reward_N
 
 
 def group_advantages(rewards_PxQ: jax.Array, kind: str = "dr_grpo", eps: float = 1e-6):
@@ -130,8 +129,7 @@ def rollout(cfg: ModelConfig, params, batch: PromptBatch, key, hp: RLHyper, spec
     valid_NxL = jnp.repeat(batch.valid_PxL, Q, axis=0)
     k_sample, k_flip = jax.random.split(key)
     gen_NxG = decode(cfg, params, prompts_NxL, valid_NxL, k_sample, hp.temperature, max_new=spec.max_new)
-    answer_NxA, answer_len_N = jnp.repeat(batch.answer_PxA, Q, 0), jnp.repeat(batch.answer_len_P, Q)
-    correct_N = spec.check(gen_NxG, answer_NxA, answer_len_N, jnp)
+    correct_N = spec.check(gen_NxG, jnp.repeat(batch.key_PxK, Q, 0), jnp)
     flip_N = jax.random.uniform(k_flip, (P * Q,)) < hp.reward_flip
     reward_N = jnp.where(flip_N, 1.0 - correct_N, correct_N)
     adv_PxQ, keep_P = group_advantages(reward_N.reshape(P, Q), spec.advantage)

@@ -36,18 +36,16 @@ def rl_hyper(rc: RLConfig) -> RLHyper:
 
 def chunk_prompts(task: Task, rc: RLConfig, levels: np.ndarray, pass_rate: np.ndarray, rng) -> tuple:
     """The prompts of one chunk of one seed (C steps of P prompts, difficulties drawn by
-    ``band_weights``): a PromptBatch with a leading C axis, padded to the widest prompt and answer of
-    ``levels`` (one shape for every chunk and seed), and the (C, P) difficulties."""
+    ``band_weights``): a PromptBatch with a leading C axis, padded to the widest prompt and checker key
+    of ``levels`` (one shape for every chunk and seed), and the (C, P) difficulties."""
     C, P = rc.chunk_steps, rc.prompts_per_step
     d_CxP = rng.choice(levels, size=(C, P), p=band_weights(pass_rate, rc.band))
     ex = generate(task, d_CxP.ravel(), rng, split="train")
     L = max(task.widths(int(d))[0] + 1 for d in levels)  # + the <bos> token
-    A = max(task.widths(int(d))[2] for d in levels)
+    K = max(task.key_width(int(d)) for d in levels)
     prompts, valid = left_pad(ex.tokens, ex.prompt_len, width=L)
-    answer = np.pad(ex.answer, ((0, 0), (0, A - ex.answer.shape[1])), constant_values=PAD)
-    batch = PromptBatch(
-        prompts.reshape(C, P, L), valid.reshape(C, P, L), answer.reshape(C, P, A), ex.answer_len.reshape(C, P)
-    )
+    key = np.pad(ex.key, ((0, 0), (0, K - ex.key.shape[1])), constant_values=PAD)
+    batch = PromptBatch(prompts.reshape(C, P, L), valid.reshape(C, P, L), key.reshape(C, P, K))
     return batch, d_CxP
 
 

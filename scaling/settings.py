@@ -63,12 +63,14 @@ class EvalConfig:
 @dataclass(frozen=True)
 class TestTimeConfig:
     """Test-time compute after training: greedy accuracy per thinking budget, and majority vote,
-    pass@k, best-of-n and re-thinking over k samples at ``temperature``. Empty lists skip them."""
+    pass@k, best-of-n and re-thinking over k samples at ``temperature``. Empty lists skip them.
+    ``rounds``: re-thinking in context, up to this many rounds at ``temperature`` (0: off)."""
 
     budgets: tuple[int, ...] = ()
     ks: tuple[int, ...] = ()
     temperature: float = 1.0
     n_per_difficulty: int = 64  # on the eval difficulties
+    rounds: int = 0
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,15 @@ import pandas as pd
 from scaling import checkpoint, io
 from scaling.config import RunConfig
 from scaling.errors import StageFailed
-from scaling.evaluate import LOSS_COLUMNS, accuracy_table, budget_rows, sampling_rows, summarize, task_loss_table
+from scaling.evaluate import (
+    LOSS_COLUMNS,
+    accuracy_table,
+    budget_rows,
+    rethink_context_rows,
+    sampling_rows,
+    summarize,
+    task_loss_table,
+)
 from scaling.plan import estimate_flops, model_config, train_seq_len
 from scaling.rl_train import rl_train
 from scaling.specs import flops_per_token, param_counts
@@ -133,15 +141,17 @@ def eval_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progress
         acc = pd.concat([acc, sampled])
     acc = acc.merge(task_loss_table(cfg, params_R, seeds, task, ec), on=["seed", "difficulty"])
     write_table(acc, out / "accuracy")
-    progress(1, 1 + bool(tt.budgets or tt.ks))
+    progress(1, 1 + bool(tt.budgets or tt.ks or tt.rounds))
     log(f"greedy accuracy in {time.perf_counter() - t0:.1f}s")
-    if tt.budgets or tt.ks:
+    if tt.budgets or tt.ks or tt.rounds:
         ec = dataclasses.replace(ec, n_per_difficulty=tt.n_per_difficulty)
         parts = []
         if tt.budgets:
             parts.append(budget_rows(cfg, params_R, seeds, task, ec, tt.budgets))
         if tt.ks:
             parts.append(sampling_rows(cfg, params_R, seeds, task, ec, tt.ks, temperature=tt.temperature))
+        if tt.rounds:
+            parts.append(rethink_context_rows(cfg, params_R, seeds, task, ec, tt.rounds, temperature=tt.temperature))
         rows = pd.concat(parts, ignore_index=True)
         write_table(rows, out / "testtime")
         write_table(summarize(rows), out / "testtime_summary")

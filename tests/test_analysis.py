@@ -12,6 +12,7 @@ import pytest
 
 from scaling import laws
 from scaling.analysis import analyze, stage_curves
+from scaling.report import thinking_table
 from scaling.sweep import run_sweep
 from scaling.track import read_metrics
 
@@ -88,6 +89,11 @@ def test_analysis_regenerates_laws_figures_and_report(quick_run):
     assert "| law | formula |" in report and "## Skipped" in report
     for name, law in res.laws.items():
         assert f"| {name} | `{law.formula()}`" in report
+    assert "## Thinking budget" in report
+    thinking = thinking_table(results)  # the oracle: addition traces (4d - 1 tokens, d = 1, 2) no longer than B
+    oracle = thinking.groupby("budget")["oracle"].mean()
+    assert oracle.to_dict() == {0: 0.0, 1: 0.0, 2: 0.0, 4: 0.5, 8: 1.0, 16: 1.0, 32: 1.0, 64: 1.0}
+    assert ((thinking["lo"] <= thinking["accuracy"]) & (thinking["accuracy"] <= thinking["hi"])).all()
 
 
 def tracked_stages(run: Path) -> dict[str, list[dict]]:

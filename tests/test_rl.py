@@ -67,12 +67,10 @@ def test_checker_agrees_in_numpy_and_jax_numpy_including_garbage():
     rng = np.random.default_rng(1)
     perfect = np.stack([np.pad(r[p:], (0, 3)) for r, p in zip(ex.tokens, ex.prompt_len)])
     garbage = rng.integers(-3, VOCAB_SIZE + 5, perfect.shape)
-    in_jit = jax.jit(lambda g, a, n: exact_answer(g, a, n, jnp))
+    in_jit = jax.jit(lambda g, k: exact_answer(g, k, jnp))
     for gen in (perfect, garbage, np.where(rng.random(perfect.shape) < 0.05, 7, perfect)):
-        np.testing.assert_array_equal(
-            np.asarray(in_jit(jnp.asarray(gen), ex.answer, ex.answer_len)), exact_answer(gen, ex.answer, ex.answer_len)
-        )
-    assert exact_answer(perfect, ex.answer, ex.answer_len).mean() == 1.0
+        np.testing.assert_array_equal(np.asarray(in_jit(jnp.asarray(gen), ex.key)), exact_answer(gen, ex.key))
+    assert exact_answer(perfect, ex.key).mean() == 1.0
 
 
 def test_completion_mask_stops_after_eos():
@@ -85,7 +83,7 @@ def test_one_rl_step_lowers_the_loss_on_its_batch():
     params = init_params(cfg, jax.random.key(0))
     ex = generate(get_task("add"), np.full(4, 1), np.random.default_rng(0))
     prompts, valid = left_pad(ex.tokens, ex.prompt_len)
-    batch = PromptBatch(prompts, valid, ex.answer, ex.answer_len)
+    batch = PromptBatch(prompts, valid, ex.key)
     hp = RLHyper(constant(3e-3), jnp.float32(1.0), jnp.float32(0.0), jnp.float32(0.5))  # noisy: every group informs
     spec = RLSpec(group_size=4, max_new=12)
     state = TrainState(jnp.int32(0), params, optimizer(hp.optim, b2=B2).init(params))
@@ -97,7 +95,7 @@ def test_one_rl_step_lowers_the_loss_on_its_batch():
     np.testing.assert_array_equal(gen, m["completions"])
     _, k_flip = jax.random.split(jax.random.key(1))
     flip = np.asarray(jax.random.uniform(k_flip, (16,)) < 0.5)
-    checked = exact_answer(np.asarray(gen), np.repeat(ex.answer, 4, 0), np.repeat(ex.answer_len, 4))
+    checked = exact_answer(np.asarray(gen), np.repeat(ex.key, 4, 0))
     np.testing.assert_array_equal(r.reward_N, np.where(flip, 1.0 - checked, checked))
     np.testing.assert_allclose(r.reward_N.mean(), m["reward"])
     old_logp = token_logprobs(cfg, params, r.tokens_NxT, r.valid_NxT)

@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 
 from scaling.errors import ScalingError
-from scaling.evaluate import budget_rows, pass_at_k, sampling_rows, split_generation, summarize
+from scaling.evaluate import (
+    budget_rows,
+    eval_examples,
+    pass_at_k,
+    rethink_context_rows,
+    rethink_in_context,
+    sampling_rows,
+    split_generation,
+    summarize,
+)
 from scaling.model import init_params
 from scaling.sample import budgets_width, decode, decode_budgets, left_pad
 from scaling.settings import EvalConfig
@@ -104,8 +113,11 @@ def rows():
 
 def test_strategy_tables_are_tidy_and_account_tokens(rows):
     budgets, sampled = rows
-    assert len(budgets) == 2 * 3 * 8  # seeds x budgets x problems
+    assert len(budgets) == 2 * 3 * 8 * 2  # seeds x budgets x problems x (budget, oracle)
     assert (budgets["thinking_tokens"] <= budgets["budget"]).all()
+    oracle = budgets[budgets["strategy"] == "oracle"]  # addition traces have 4d - 1 tokens
+    np.testing.assert_array_equal(oracle["correct"], (4 * oracle["difficulty"] - 1 <= oracle["budget"]).astype(float))
+    np.testing.assert_array_equal(oracle["thinking_tokens"], np.minimum(4 * oracle["difficulty"] - 1, oracle["budget"]))
     assert set(sampled["strategy"]) == {"majority", "pass@k", "best_of_n", "rethink"}
     for strategy, g in sampled.groupby("strategy"):
         spent = g.groupby("k")["total_tokens"].mean()
@@ -129,3 +141,32 @@ def test_bad_test_time_settings_are_clear_errors():
     p, v = prompts()
     with pytest.raises(ScalingError, match="exceed the model's max_len"):
         decode(CFG, PARAMS, p, v, jax.random.key(0), max_new=200)
+
+
+def test_rethinking_in_context_continues_the_earlier_rounds():
+    """Round 2 is the model continuing prompt + round 1 (through its <eos>); capping the loop at k rounds
+    spends more tokens as k grows, and at k = 1 it is the first round's verdict."""
+    task, ec, rounds = get_task("add"), EvalConfig(difficulties=(1, 2), n_per_difficulty=6), 2
+    ex = eval_examples(task, ec)
+    G = task.max_new_tokens(range(1, 3))
+    cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=int(ex.prompt_len.max()) + rounds * G)
+    params = jax.vmap(lambda k: init_params(cfg, k))(jax.vmap(jax.random.key)(np.arange(2, dtype=np.uint32)))
+    gen = rethink_in_context(cfg, params, [0, 1], task, ex, rounds, 1.0)
+    assert gen.shape == (rounds, 2, len(ex), G)
+    seed, width = 1, int(ex.prompt_len.max()) + (rounds - 1) * G
+    contexts = []
+    for n, first in enumerate(gen[0, seed]):  # each prompt, then its first round through the first <eos>
+        ends = np.flatnonzero(first == EOS)
+        contexts.append(np.concatenate([ex.tokens[n, : ex.prompt_len[n]], first[: ends[0] + 1 if ends.size else G]]))
+    lengths = np.array([len(c) for c in contexts])
+    prompts, valid = left_pad(np.stack([np.pad(c, (0, width - len(c))) for c in contexts]), lengths, width=width)
+    key = jax.random.fold_in(jax.random.key(seed + 104729), 1)
+    one = jax.tree.map(lambda x: x[seed], params)
+    again = np.asarray(decode(cfg, one, prompts, valid, key, 1.0, max_new=G))
+    np.testing.assert_array_equal(gen[1, seed], again)
+    rows = rethink_context_rows(cfg, params, [0, 1], task, ec, rounds, temperature=1.0)
+    assert set(rows["k"]) == {1, 2} and set(rows["strategy"]) == {"rethink_context"}
+    spent = rows.pivot_table(index=["seed", "problem"], columns="k", values="total_tokens")
+    assert (spent[1] <= spent[2]).all() and (spent[2] > spent[1]).any()
+    k1 = rows[(rows["k"] == 1) & (rows["seed"] == 0)]
+    np.testing.assert_array_equal(k1["correct"], task.check(gen[0, 0], ex.key))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from scaling.errors import ScalingError
-from scaling.tasks import TASKS, generate, get_task
+from scaling.tasks import TASKS, first_eot, generate, get_task
 from scaling.tasks import exact_answer as verify
 from scaling.tasks.base import HELD_OUT_MODULUS, prompt_hash
 from scaling.tokenizer import EOS, EOT, PAD, VOCAB_SIZE, decode, encode
@@ -29,15 +29,15 @@ def test_verifier_scores_correct_traces_one_and_wrong_answers_zero(name):
     ex = generate(task, np.array([1, 2, 3, 4, 5]), np.random.default_rng(0))
     G = ex.tokens.shape[1]
     gen = np.stack([np.pad(continuation(ex, i), (0, G - len(continuation(ex, i)))) for i in range(len(ex))])
-    assert verify(gen, ex.answer, ex.answer_len).tolist() == [1.0] * 5
+    assert task.check(gen, ex.key).tolist() == [1.0] * 5
     wrong = gen.copy()
     for i in range(len(ex)):  # change the last answer token
         j = np.flatnonzero(wrong[i] == EOS)[0] - 1
         wrong[i, j] = encode("z")[0] if wrong[i, j] != encode("z")[0] else encode("y")[0]
-    assert verify(wrong, ex.answer, ex.answer_len).tolist() == [0.0] * 5
+    assert task.check(wrong, ex.key).tolist() == [0.0] * 5
     no_eos = gen.copy()
     no_eos[no_eos == EOS] = encode("0")[0]  # an answer that runs on is wrong
-    assert verify(no_eos, ex.answer, ex.answer_len).sum() == 0
+    assert task.check(no_eos, ex.key).sum() == 0
 
 
 def test_verifier_on_hand_made_addition_traces():
@@ -54,9 +54,9 @@ def test_verifier_on_hand_made_addition_traces():
     def gen(s):
         return np.array([[*map(int, np.concatenate([encode(s.split("|")[0]), [EOT], encode(s.split("|")[1]), [EOS]]))]])
 
-    assert verify(gen(f"1c0|{answer}"), ex.answer, ex.answer_len)[0] == 1.0  # only the answer is checked
-    assert verify(gen(f"1c0|{answer[:-1]}"), ex.answer, ex.answer_len)[0] == 0.0
-    assert verify(gen(f"1c0|{answer}0"), ex.answer, ex.answer_len)[0] == 0.0
+    assert verify(gen(f"1c0|{answer}"), ex.key)[0] == 1.0  # only the answer is checked
+    assert verify(gen(f"1c0|{answer[:-1]}"), ex.key)[0] == 0.0
+    assert verify(gen(f"1c0|{answer}0"), ex.key)[0] == 0.0
 
 
 def test_verifier_never_crashes_on_garbage():
@@ -64,11 +64,11 @@ def test_verifier_never_crashes_on_garbage():
     rng = np.random.default_rng(2)
     for shape in [(50, 1), (50, 3), (50, 40)]:
         garbage = rng.integers(-5, VOCAB_SIZE + 20, shape)
-        r = verify(garbage, ex.answer, ex.answer_len)
+        r = verify(garbage, ex.key)
         assert r.shape == (50,) and set(np.unique(r)) <= {0.0, 1.0}
     only_eot = np.full((50, 5), EOT)
-    assert verify(only_eot, ex.answer, ex.answer_len).sum() == 0
-    assert verify(np.full((50, 1), PAD), ex.answer, ex.answer_len).sum() == 0
+    assert verify(only_eot, ex.key).sum() == 0
+    assert verify(np.full((50, 1), PAD), ex.key).sum() == 0
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -90,11 +90,14 @@ def test_generation_is_seeded_and_splits_are_disjoint(name):
 def test_cut_traces_end_with_the_answer(name):
     task = TASKS[name]
     ex = generate(task, np.full(200, 4), np.random.default_rng(0), cut_frac=1.0)
-    full = generate(task, np.full(1, 4), np.random.default_rng(0))
+    full = generate(task, np.full(200, 4), np.random.default_rng(0))  # the same problems (cuts are drawn last)
     lengths = (ex.tokens != PAD).sum(1)
-    assert np.all(lengths < (full.tokens != PAD).sum())  # every trace was cut short
+    assert np.all(lengths < (full.tokens != PAD).sum(1))  # every trace was cut short
+    for i in range(len(ex)):  # what is left of it is the start of the full trace
+        kept = first_eot(ex.tokens[i : i + 1])[0]
+        np.testing.assert_array_equal(ex.tokens[i, :kept], full.tokens[i, :kept])
     gen = np.stack([np.pad(continuation(ex, i), (0, 5)) for i in range(len(ex))])
-    assert verify(gen, ex.answer, ex.answer_len).mean() == 1.0  # and still ends <eot> answer <eos>
+    assert task.check(gen, ex.key).mean() == 1.0  # and still ends <eot> answer <eos>
     assert len(np.unique(lengths)) > 3
     # the loss mask covers the thinking and answer tokens only
     m = ex.loss_mask
@@ -117,18 +120,18 @@ def test_unknown_task_is_a_clear_error():
 def test_corrupted_traces_answer_another_problem():
     task, d = get_task("add"), np.full(400, 3)
     clean = generate(task, d, np.random.default_rng(5))
-    assert verify(np.stack([continuation(clean, i) for i in range(400)]), clean.answer, clean.answer_len).all()
+    assert verify(np.stack([continuation(clean, i) for i in range(400)]), clean.key).all()
     bad = generate(task, d, np.random.default_rng(5), corrupt_frac=0.5)
     np.testing.assert_array_equal(bad.answer, clean.answer)  # the true answers are kept for verification
     np.testing.assert_array_equal(bad.tokens[:, :10], clean.tokens[:, :10])  # same prompts
-    wrong = 1 - verify(np.stack([continuation(bad, i) for i in range(400)]), bad.answer, bad.answer_len)
+    wrong = 1 - verify(np.stack([continuation(bad, i) for i in range(400)]), bad.key)
     assert 0.35 < wrong.mean() < 0.6  # about half the traces now end in a wrong answer
 
 
 def test_easy_problems_have_no_carries_and_stay_in_the_training_split():
     task, d = get_task("add"), np.full(2000, 3)
     ex = generate(task, d, np.random.default_rng(3), easy_frac=0.3)
-    assert verify(np.stack([continuation(ex, i) for i in range(len(d))]), ex.answer, ex.answer_len).all()
+    assert verify(np.stack([continuation(ex, i) for i in range(len(d))]), ex.key).all()
     digits_ = [encode(str(k))[0] for k in range(10)]
     prompt_digits = np.isin(ex.tokens[:, 1 : ex.prompt_len[0]], digits_)
     small = np.where(prompt_digits, np.isin(ex.tokens[:, 1 : ex.prompt_len[0]], digits_[:5]), True).all(axis=1)

@@ -1,13 +1,17 @@
 """Task interface, batch assembly, held-out splits and truncated traces.
 
-A task produces, for a difficulty ``d``, three fixed-width token blocks per example: the prompt
-(ending in '?'), the chain-of-thought trace and the answer. ``generate`` assembles
+A task produces, for a difficulty ``d``, three token blocks per example: the prompt (ending in '?'),
+the chain-of-thought trace and the answer, each as wide as its longest possible content at ``d`` and
+PAD-padded on the right where one problem's content is shorter (a search trace, a path): PAD inside a
+block means "absent". ``generate`` assembles
 
     <bos> prompt trace <eot> answer <eos> <pad>...
 
-and, for a fraction ``cut_frac`` of rows, cuts the trace at a random point before <eot>, so
-that a model trained on it can answer after any thinking budget. A task judges a generation with
-``Task.check`` (over numpy or jax.numpy; by default the exact answer of ``scaling.tasks.checker``).
+closing the gaps, and, for a fraction ``cut_frac`` of rows, cuts the trace at a random point before
+<eot>, so that a model trained on it can answer after any thinking budget. A task judges a generation
+with ``Task.check(gen, key, xp)``, written once over numpy and jax.numpy: ``key`` is the per-problem
+array the checker reads (the answer itself for an exact match, the problem for a task with many valid
+answers, e.g. the graph of a path search).
 """
 
 from __future__ import annotations
@@ -28,6 +32,21 @@ class Blocks:
     prompt: np.ndarray  # (N, L) int32
     trace: np.ndarray  # (N, W)
     answer: np.ndarray  # (N, A)
+    key: np.ndarray | None = None  # (N, K) what ``Task.check`` reads; None: the answer (exact match)
+
+    def rows(self, keep) -> Blocks:
+        """The blocks of the rows selected by ``keep`` (a mask or indices)."""
+        return Blocks(*(None if b is None else b[keep] for b in astuple(self)))
+
+    @staticmethod
+    def concat(parts: list[Blocks]) -> Blocks:
+        cols = zip(*map(astuple, parts), strict=True)
+        return Blocks(*(None if c[0] is None else np.concatenate(c) for c in cols))
+
+    @property
+    def checked(self) -> np.ndarray:
+        """(N, K) the checker's key: ``key``, or the answer where the task checks exact answers."""
+        return self.answer if self.key is None else self.key
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,7 @@ class Examples:
     answer: np.ndarray  # (N, A) answer tokens, PAD-padded to the longest
     answer_len: np.ndarray  # (N,)
     difficulty: np.ndarray  # (N,)
+    key: np.ndarray  # (N, K) what ``Task.check`` reads, PAD-padded to the widest
 
     @property
     def loss_mask(self) -> np.ndarray:
@@ -73,14 +93,19 @@ class Task:
         problems lack: in addition, (a + b + c) mod 10 is uncorrelated with each digit alone."""
         return None
 
-    def check(self, gen_NxG, answer_NxA, answer_len_N, xp=np):
-        """0/1 reward per row of generations (numpy or, with ``xp=jax.numpy``, inside jit): exact answer."""
-        return exact_answer(gen_NxG, answer_NxA, answer_len_N, xp)
+    def check(self, gen_NxG, key_NxK, xp=np):
+        """0/1 reward per row of generations (numpy or, with ``xp=jax.numpy``, inside jit) against each
+        problem's key: by default the exact answer (the key is the answer)."""
+        return exact_answer(gen_NxG, key_NxK, xp)
 
     def widths(self, d: int) -> tuple[int, int, int]:
-        """(L, W, A): prompt, trace and answer widths at difficulty d (fixed for a given d)."""
+        """(L, W, A): the largest prompt, trace and answer at difficulty d (block widths, fixed for a d)."""
         b = self.blocks(d, 1, np.random.default_rng(0))
         return b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
+
+    def key_width(self, d: int) -> int:
+        """K: the checker's key width at difficulty d."""
+        return self.blocks(d, 1, np.random.default_rng(0)).checked.shape[1]
 
     def seq_len(self, difficulties) -> int:
         """Tokens needed for the longest example over ``difficulties`` (bos, eot, eos included)."""
@@ -126,14 +151,13 @@ def _blocks_for_split(task: Task, d: int, n: int, split: str, rng: np.random.Gen
         b = make(d, max(2 * n, 64) * (HELD_OUT_MODULUS if want_eval else 1), rng)
         keep = (prompt_hash(b.prompt) % np.uint64(HELD_OUT_MODULUS) == 0) == want_eval
         if keep.any():
-            parts.append(Blocks(b.prompt[keep], b.trace[keep], b.answer[keep]))
+            parts.append(b.rows(keep))
             have += int(keep.sum())
         if have >= n:
             break
     else:
         raise TaskError(f"task {task.name!r} at difficulty {d} has too few distinct prompts for a {split} split")
-    cat = [np.concatenate([getattr(p, f) for p in parts])[:n] for f in ("prompt", "trace", "answer")]
-    return Blocks(*cat)
+    return Blocks.concat(parts).rows(slice(0, n))
 
 
 def generate(
@@ -154,22 +178,25 @@ def generate(
     ``easy_frac`` of rows come from ``task.easy_blocks`` where the task has them."""
     difficulty = np.asarray(difficulty, dtype=np.int32)
     n = len(difficulty)
-    T = seq_len or task.seq_len(np.unique(difficulty))
-    A_max = max(task.widths(int(d))[2] for d in np.unique(difficulty))
+    levels = [int(d) for d in np.unique(difficulty)]
+    T = seq_len or task.seq_len(levels)
+    A_max = max(task.widths(d)[2] for d in levels)
+    K_max = max(task.key_width(d) for d in levels)
     tokens = np.full((n, T), PAD, dtype=np.int32)
     answer = np.full((n, A_max), PAD, dtype=np.int32)
+    key = np.full((n, K_max), PAD, dtype=np.int32)
     prompt_len = np.zeros(n, dtype=np.int32)
     answer_len = np.zeros(n, dtype=np.int32)
-    for d in np.unique(difficulty):
+    for d in levels:
         rows = np.flatnonzero(difficulty == d)
         n_easy = 0
-        if easy_frac > 0 and task.easy_blocks(int(d), 1, np.random.default_rng(0)) is not None:
+        if easy_frac > 0 and task.easy_blocks(d, 1, np.random.default_rng(0)) is not None:
             n_easy = int(rng.binomial(len(rows), easy_frac))
-        parts = [_blocks_for_split(task, int(d), len(rows) - n_easy, split, rng)] if n_easy < len(rows) else []
+        parts = [_blocks_for_split(task, d, len(rows) - n_easy, split, rng)] if n_easy < len(rows) else []
         if n_easy:  # the easy ones are drawn last and land on random rows: the steps of a chunk stay alike
-            parts.append(_blocks_for_split(task, int(d), n_easy, split, rng, easy=True))
+            parts.append(_blocks_for_split(task, d, n_easy, split, rng, easy=True))
             rows = rng.permutation(rows)
-        b = Blocks(*(np.concatenate(cols) for cols in zip(*map(astuple, parts), strict=True)))
+        b = Blocks.concat(parts)
         L, W, A = b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
         if L + W + A + 3 > T:
             raise TaskError(f"task {task.name!r} at difficulty {d} needs {L + W + A + 3} tokens, seq_len is {T}")
@@ -179,22 +206,22 @@ def generate(
             bad = (rng.random(m) < corrupt_frac)[:, None]
             donor = np.roll(np.arange(m), 1)  # problems are independent draws: a neighbour's trace is wrong here
             trace, said = np.where(bad, trace[donor], trace), np.where(bad, said[donor], said)
+        # Cut the trace of some rows after k of its n tokens (k < n): the rest of it is dropped.
+        n_trace = (trace != PAD).sum(axis=1)
+        k = n_trace
+        if cut_frac > 0 and W > 0:
+            cut = rng.random(m) < cut_frac
+            k = np.where(cut, rng.integers(0, np.maximum(n_trace, 1)), n_trace)
+        trace = np.where(np.arange(W)[None, :] < k[:, None], trace, PAD)
         full = np.concatenate(
             [np.full((m, 1), BOS), b.prompt, trace, np.full((m, 1), EOT), said, np.full((m, 1), EOS)], axis=1
         )
-        # Cut the trace of some rows after k of its W tokens (k < W): skip the rest of it.
-        k = np.full(m, W)
-        if cut_frac > 0 and W > 0:
-            cut = rng.random(m) < cut_frac
-            k = np.where(cut, rng.integers(0, W, m), W)
-        start = 1 + L  # first trace position
-        length = full.shape[1] - (W - k)
-        pos = np.arange(full.shape[1])[None, :]
-        src = np.where(pos < start + k[:, None], pos, pos + (W - k)[:, None])
-        row = np.take_along_axis(full, np.minimum(src, full.shape[1] - 1), axis=1)
-        row = np.where(pos < length[:, None], row, PAD)
-        tokens[rows, : full.shape[1]] = row
+        # Close the gaps: every PAD (absent content) moves to the end of its row, the order of the rest kept.
+        full = np.take_along_axis(full, np.argsort(full == PAD, axis=1, kind="stable"), axis=1)
+        tokens[rows, : full.shape[1]] = full
         answer[rows, :A] = b.answer
-        prompt_len[rows] = start
-        answer_len[rows] = A
-    return Examples(tokens, prompt_len, answer, answer_len, difficulty)
+        checked = b.checked
+        key[rows, : checked.shape[1]] = checked
+        prompt_len[rows] = 1 + (b.prompt != PAD).sum(axis=1)
+        answer_len[rows] = (b.answer != PAD).sum(axis=1)
+    return Examples(tokens, prompt_len, answer, answer_len, difficulty, key)

@@ -36,9 +36,11 @@ def written_tokens(gen_NxG, xp=np):
     return e_N, answer_N
 
 
-def exact_answer(gen_NxG, answer_NxA, answer_len_N, xp=np):
-    """1.0 where the tokens after the first <eot> are exactly the answer then <eos>, else 0.0 (float32)."""
+def exact_answer(gen_NxG, answer_NxA, xp=np):
+    """1.0 where the tokens after the first <eot> are exactly the answer (its tokens before the PAD
+    padding) then <eos>, else 0.0 (float32)."""
     N, G = gen_NxG.shape
+    answer_len_N = (answer_NxA != PAD).sum(axis=1)
     A = answer_NxA.shape[1]
     e_N = first_eot(gen_NxG, xp)
     slot_A1 = xp.arange(A + 1)[None, :]

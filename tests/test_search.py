@@ -1,0 +1,173 @@
+"""The path-search task: its checker (numpy and jax.numpy alike), its traces as searches, budget forcing on
+long traces, and the split above the training range."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scaling.model import init_params
+from scaling.sample import budgets_width, decode_budgets, left_pad
+from scaling.sample import decode as sample
+from scaling.specs import ModelConfig
+from scaling.tasks import first_eot, generate, get_task
+from scaling.tasks.base import HELD_OUT_MODULUS, prompt_hash
+from scaling.tasks.search import nodes, path_answer
+from scaling.tokenizer import EOS, EOT, PAD, VOCAB_SIZE, decode, encode
+
+TASK = get_task("path")
+IN_JIT = jax.jit(lambda g, k: path_answer(g, k, jnp))
+
+
+def both(gen, key):
+    """The numpy verdicts, after asserting that the jitted jax.numpy checker agrees."""
+    host = path_answer(gen, key)
+    np.testing.assert_array_equal(np.asarray(IN_JIT(jnp.asarray(gen), jnp.asarray(key))), host)
+    return host.tolist()
+
+
+def answers(*texts, G=40):
+    """Generations 'thinking|answer' (no '|': no <eot>; a trailing '$': no <eos>), PAD-padded to G."""
+    rows = []
+    for t in texts:
+        think, _, said = t.partition("|")
+        ids = list(encode(think))
+        if "|" in t:
+            ids += [EOT, *encode(said.rstrip("$"))] + ([] if said.endswith("$") else [EOS])
+        rows.append(np.pad(np.array(ids[:G], np.int32), (0, G - min(len(ids), G))))
+    return np.stack(rows)
+
+
+def key_of(start, goal, edges):
+    ids = encode(start + goal + "".join(u + v for u, v in edges.split()))
+    return np.pad(ids, (0, 20 - len(ids))).astype(np.int32)
+
+
+def test_checker_accepts_every_valid_path_and_nothing_else():
+    # a -> b -> d, a -> c -> d, c -> e: two valid answers from a to d
+    key = key_of("a", "d", "ab bd ac cd ce")
+    cases = {
+        "a>b b>d|abd": 1,
+        "|acd": 1,  # another valid path, and no thinking at all
+        "x>y|abd": 1,  # the thinking is not checked
+        "|ad": 0,  # no edge a -> d
+        "|acbd": 0,  # c -> b is not an edge
+        "|dba": 0,  # written the wrong way round
+        "|ab": 0,  # does not reach the goal
+        "|bd": 0,  # does not leave from the start
+        "|aecd": 0,  # a -> e is not an edge
+        "|a": 0,
+        "|": 0,  # empty answer
+        "|abd$": 0,  # no <eos>: the answer runs on
+        "abd": 0,  # no <eot>: no answer
+        "|aabd": 0,  # a -> a is not an edge
+        "|ab d": 0,
+    }
+    gen = answers(*cases)
+    assert both(gen, np.stack([key] * len(cases))) == [float(v) for v in cases.values()]
+
+
+def test_checker_never_crashes_and_pad_is_never_an_edge():
+    key = key_of("a", "d", "ab bd")
+    pad_path = np.array([[EOT, encode("a")[0], PAD, encode("d")[0], EOS, PAD]], np.int32)
+    assert both(pad_path, key[None]) == [0.0]  # the key's PAD padding is not an edge a -> PAD
+    rng = np.random.default_rng(0)
+    keys = np.stack([key] * 64)
+    for G in (1, 30):
+        garbage = rng.integers(-5, VOCAB_SIZE + 20, (64, G)).astype(np.int32)
+        garbage[:, 0] = EOT  # always an answer to read
+        assert set(both(garbage, keys)) <= {0.0, 1.0}
+    long = answers("|a" + "bd" * 30, G=80)  # longer than any path of the graph
+    assert both(long, key[None]) == [0.0]
+
+
+def replay(text):
+    """Check that a generated problem's trace is the depth-first search it describes, from its text alone;
+    return (the path found, the children lists)."""
+    prompt, rest = text.removeprefix("<bos>").split("?")
+    start, goal = prompt[2], prompt[4]
+    children = {item[0]: item[2:] for item in prompt[6:].split(" ") if ":" in item}
+    thinking = rest.split("<eot>")[0]
+    seen, stack, tried = {start}, [start], {start: 0}
+    for step in thinking.split(" "):
+        u, op, v = step
+        assert u == stack[-1]
+        todo = [c for c in children[u][tried[u] :] if c not in seen]
+        if op == ">":
+            assert todo and v == todo[0], (step, text)  # the next child not yet seen, in listed order
+            tried[u] = children[u].index(v) + 1
+            seen.add(v)
+            tried[v] = 0
+            stack.append(v)
+        else:
+            assert op == "-" and not todo and v == stack[-2], (step, text)  # back up only from a dead end
+            stack.pop()
+    assert stack[-1] == goal, text  # the search stops where it reaches the goal
+    return "".join(stack), children
+
+
+def test_traces_are_correct_searches_whose_paths_verify():
+    ex = generate(TASK, np.repeat(np.arange(1, TASK.max_difficulty + 1), 40), np.random.default_rng(0))
+    lengths = []
+    for i in range(len(ex)):
+        text = decode(ex.tokens[i])
+        path, children = replay(text)
+        assert text.split("<eot>")[1] == path + "<eos>"
+        assert len(children) == nodes(int(ex.difficulty[i]))
+        lengths.append(first_eot(ex.tokens[i : i + 1])[0] - ex.prompt_len[i])
+    lengths = np.array(lengths)
+    assert lengths.min() == 7 and lengths.max() > 150  # from two steps to hundreds of tokens
+    gen = np.stack([np.pad(ex.tokens[i, ex.prompt_len[i] :], (0, ex.prompt_len[i])) for i in range(len(ex))])
+    assert both(gen, ex.key) == [1.0] * len(ex)
+    # some nodes have two parents, so several paths can reach a goal: the trace reports one of them
+    edges = ((ex.key != PAD).sum(1) - 2) // 2
+    assert (edges > np.array([nodes(int(d)) for d in ex.difficulty]) - 1).mean() > 0.5
+
+
+def test_budget_forcing_on_long_traces():
+    """Every budget from one pass, up to hundreds of thinking tokens on the largest graphs, equals a
+    separate forced decode, with <eot> exactly at the budget."""
+    ex = generate(TASK, np.full(4, TASK.max_difficulty), np.random.default_rng(1), split="eval")
+    prompts, valid = left_pad(ex.tokens, ex.prompt_len)
+    budgets = (0, 16, 64, 190)
+    A = int(ex.answer_len.max()) + 1
+    width = budgets_width(budgets, A)
+    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=prompts.shape[1] + width + len(budgets) * A)
+    params = init_params(cfg, jax.random.key(0))
+    # A model that never ends its thinking on its own: <eot> gets logit 0, every other token +-10s.
+    kernel, scale = params["head"]["kernel"], params["final_norm"]["scale"]
+    kernel[...], scale[...] = kernel[...].at[:, EOT].set(0.0), scale[...] * 30.0
+    gen_UxNxG = np.asarray(decode_budgets(cfg, params, prompts, valid, budgets=budgets, answer_len=A))
+    for u, b in enumerate(budgets):
+        assert first_eot(gen_UxNxG[u]).tolist() == [b] * len(ex)
+        assert set(TASK.check(gen_UxNxG[u], ex.key).tolist()) <= {0.0, 1.0}
+        if b == 190:
+            alone = np.asarray(sample(cfg, params, prompts, valid, jax.random.key(0), budget=b, max_new=b + A + 1))
+            np.testing.assert_array_equal(gen_UxNxG[u][:, : b + A + 1], alone)
+
+
+def test_no_above_range_or_held_out_problem_is_trained_on():
+    train = generate(TASK, np.repeat([1, 2, 3], 300), np.random.default_rng(2), split="train", cut_frac=0.3)
+    above = generate(TASK, np.repeat([4, 5], 100), np.random.default_rng(3), split="eval")
+    held = generate(TASK, np.repeat([1, 2, 3], 100), np.random.default_rng(4), split="eval")
+    graph_nodes = [len(decode(t).split("?")[0].split(":")) - 1 for t in train.tokens]
+    assert max(graph_nodes) == nodes(3)  # training never sees a graph above its range
+    assert min(len(decode(t).split("?")[0].split(":")) - 1 for t in above.tokens) == nodes(4)
+
+    def prompts(ex):
+        return {ex.tokens[i, : ex.prompt_len[i]].tobytes() for i in range(len(ex))}
+
+    assert not prompts(train) & (prompts(above) | prompts(held))
+    h = [prompt_hash(held.tokens[i : i + 1, 1 : held.prompt_len[i]])[0] for i in range(len(held))]
+    assert all(int(x) % HELD_OUT_MODULUS == 0 for x in h)
+
+
+@pytest.mark.parametrize("d", [1, 8])
+def test_prompt_names_every_node_with_its_children(d):
+    ex = generate(TASK, np.full(20, d), np.random.default_rng(d))
+    for t in ex.tokens:
+        prompt = decode(t).removeprefix("<bos>").split("?")[0]
+        items = prompt[6:].split(" ")
+        names = [s[0] for s in items if ":" in s]
+        assert len(names) == len(set(names)) == nodes(d)
+        assert prompt[2] in names and prompt[4] in names and prompt[2] != prompt[4]
