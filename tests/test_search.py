@@ -171,3 +171,20 @@ def test_prompt_names_every_node_with_its_children(d):
         names = [s[0] for s in items if ":" in s]
         assert len(names) == len(set(names)) == nodes(d)
         assert prompt[2] in names and prompt[4] in names and prompt[2] != prompt[4]
+
+
+def test_rl_prompt_batches_carry_each_graph_for_the_in_graph_checker():
+    from scaling.rl_train import chunk_prompts
+    from scaling.settings import RLConfig
+
+    levels = np.arange(1, 4)
+    batch, d_CxP = chunk_prompts(
+        TASK, RLConfig(prompts_per_step=4, chunk_steps=2), levels, np.full(3, 0.5), np.random.default_rng(0)
+    )
+    assert batch.key_PxK.shape == (2, 4, TASK.key_width(3))  # one shape for every chunk: the widest key
+    for prompt, key, d in zip(batch.prompts_PxL.reshape(8, -1), batch.key_PxK.reshape(8, -1), d_CxP.ravel()):
+        text = decode(prompt, keep_specials=False).removesuffix("?")
+        assert decode(key[:2]) == text[2] + text[4]  # start and goal
+        edges = int((key[2:] != PAD).sum()) // 2
+        assert edges == sum(len(item[2:].strip()) for item in text[6:].split(" ") if ":" in item)
+        assert len([item for item in text.split(" ") if ":" in item]) == nodes(int(d))

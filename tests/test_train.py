@@ -184,10 +184,12 @@ GOLDEN_RL = {  # per seed, per RL step (re-measured when every seed got its own 
     "entropy": [1.2218010425567627, 1.2575174570083618, 1.2500627040863037, 1.2656683921813965,
                 1.3261040449142456, 1.2620213031768799, 1.3515033721923828, 1.2833102941513062],
 }  # fmt: skip
-GOLDEN_VALUE_SUMS = {"eval/sampled": 0.0625, "rl_ladder/sampled": 0.15625}
+# The oracle by hand (addition: a 4d - 1 token trace and a d + 1 digit answer): right at budget 8 for d = 1, 2
+# (2 x 2 seeds); min(trace, budget) + answer + <eos> tokens summed over d = 1-3, budgets 0, 2, 8: 60 per seed.
+GOLDEN_VALUE_SUMS = {"eval/sampled": 0.0625, "rl_ladder/sampled": 0.15625, "eval/oracle": 4.0}
 GOLDEN_TOKEN_SUMS = {  # greedy and sampled: measured when their rows got the tokens they write
     **{"best_of_n": 153.5, "budget": 89.5, "majority": 153.5, "pass@k": 153.5, "rethink": 153.5},
-    **{"greedy": 124.25, "sampled": 155.90625},
+    **{"greedy": 124.25, "sampled": 155.90625, "oracle": 120.0},
 }
 
 
@@ -237,7 +239,7 @@ def test_scaling_run_reproduces_the_golden_numbers(tmp_path):
     assert df["value"].between(0, 1).all()
     (eval_dir,) = (tmp_path / "out" / "stages").glob("eval-*")
     tt = pd.read_csv(eval_dir / "testtime.csv")
-    assert set(tt["strategy"]) == {"budget", "majority", "pass@k", "best_of_n", "rethink"}
+    assert set(tt["strategy"]) == {"budget", "oracle", "majority", "pass@k", "best_of_n", "rethink"}
     assert len(tt[tt.strategy == "budget"]) == 2 * 3 * 3 * 4  # seeds x budgets x difficulties x problems
     r = subprocess.run(
         [sys.executable, "-m", "scaling", "run", str(tmp_path / "missing.yaml")],
