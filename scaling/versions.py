@@ -17,7 +17,8 @@ checkpoint layout have revisions of their own (``scaling.specs.ARCHITECTURE``, `
 # train 2: easy rows (train.easy_frac) spread over a chunk's steps, not its last ones; metrics.jsonl times.
 # rl 2: rollout pass rate and thinking / answer tokens in the RL metrics; thinking tokens on the ladder.
 # eval 2: thinking and total tokens on greedy and sampled accuracy rows.
-# eval 3: strategy 'oracle' (reference traces no longer than the budget) beside the budget rows.
+# eval 3: strategy 'oracle' (reference traces no longer than the budget) beside the budget rows; re-thinking
+#   in context (testtime.rounds, strategy 'rethink_context').
 STAGE_VERSIONS = {"tasks": 1, "train": 2, "rl": 2, "eval": 3}
 
 
