@@ -151,8 +151,13 @@ def rl_axis(df: pd.DataFrame, model: str) -> AxisData:
     )
 
 
+def _strategy_rows(df: pd.DataFrame, model: str, strategy: str) -> pd.DataFrame:
+    """The final evaluation's rows of ``strategy`` for ``model`` at its longest training."""
+    return longest_training(df[(df["source"] == "eval") & (df["strategy"] == strategy) & (df["model"] == model)])
+
+
 def _strategy_axis(df, model: str, strategy: str, name: str, x: str, label: str, form: str = "sigmoid_log"):
-    rows = longest_training(df[(df["source"] == "eval") & (df["strategy"] == strategy) & (df["model"] == model)])
+    rows = _strategy_rows(df, model, strategy)
     if rows.empty:
         raise LawError(f"no {strategy!r} rows for model {model} (the sweep has no matching testtime: setting)")
     per = _per_seed(rows, x)
@@ -168,7 +173,7 @@ def thinking_axis(df: pd.DataFrame, model: str) -> AxisData:
     data = _strategy_axis(
         df, model, "budget", "thinking", "budget", "thinking budget (tokens before the forced answer)"
     )
-    oracle = longest_training(df[(df["source"] == "eval") & (df["strategy"] == "oracle") & (df["model"] == model)])
+    oracle = _strategy_rows(df, model, "oracle")
     oracle = oracle[oracle["in_train_range"] & (oracle["budget"] > 0)]
     if not oracle.empty:
         data.reference = oracle.groupby("budget")["value"].mean()

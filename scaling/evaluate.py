@@ -331,12 +331,8 @@ def rethink_context_rows(
         answers_UxN = [a for _, _, a in split]
         think_UxN = np.stack([t for t, _, _ in split])
         for cap in range(1, rounds + 1):
-            stop_N = np.full(len(ex), cap - 1)
-            for n in range(len(ex)):
-                for u in range(1, cap):
-                    if answers_UxN[u][n] and answers_UxN[u][n] == answers_UxN[u - 1][n]:
-                        stop_N[n] = u
-                        break
+            # the round the loop stops at (0-based): where two consecutive answers first agree, else the last
+            stop_N = np.array([_rethink([a[n] for a in answers_UxN[:cap]])[0] - 1 for n in range(len(ex))])
             used_UxN = np.arange(rounds)[:, None] <= stop_N[None, :]
             rows.append(
                 pd.DataFrame(

@@ -12,7 +12,7 @@ import pandas as pd
 from scaling import laws
 from scaling.io import atomic_write_text
 from scaling.laws.law import skill_text
-from scaling.results import longest_training, range_intervals, range_table, wilson
+from scaling.results import longest_training, pooled_accuracy, range_intervals, range_table
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -108,14 +108,10 @@ def strategy_table(df: pd.DataFrame, strategy: str, x: str) -> pd.DataFrame:
     rows = df[(df["source"] == "eval") & (df["strategy"] == strategy) & df["in_train_range"]]
     if rows.empty:
         return pd.DataFrame()
-    rows = longest_training(rows).assign(hits=lambda r: r["value"] * r["n"])
-    table = rows.groupby(["model", x], sort=True).agg(
-        hits=("hits", "sum"), n=("n", "sum"), mean_tokens=("total_tokens", "mean")
-    )
-    table["accuracy"] = table["hits"] / table["n"]
-    table["lo"], table["hi"] = wilson(table["hits"], table["n"])
-    table = table.reset_index().astype({x: int})
-    return table[["model", x, "accuracy", "lo", "hi", "mean_tokens"]]
+    rows = longest_training(rows)
+    tokens = rows.groupby(["model", x], sort=True)["total_tokens"].mean().rename("mean_tokens").reset_index()
+    table = pooled_accuracy(rows, ["model", x], sort=True).merge(tokens, on=["model", x])
+    return table.astype({x: int})[["model", x, "accuracy", "lo", "hi", "mean_tokens"]]
 
 
 def thinking_table(df: pd.DataFrame) -> pd.DataFrame:

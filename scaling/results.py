@@ -43,13 +43,20 @@ def wilson(hits, n, z: float = 1.96) -> tuple:
     return np.clip(centre - span, 0.0, 1.0), np.clip(centre + span, 0.0, 1.0)
 
 
-def range_intervals(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """95% Wilson intervals of accuracy inside and above the training range per ``by``, over the problems
-    of every seed pooled (rows carry ``value`` over ``n`` problems)."""
-    pooled = rows.assign(hits=rows["value"] * rows["n"]).groupby([*by, "in_train_range"], sort=False, dropna=False)
-    table = pooled[["hits", "n"]].sum().reset_index()
+def pooled_accuracy(rows: pd.DataFrame, by: list[str], sort: bool = False) -> pd.DataFrame:
+    """Per ``by``: accuracy over the problems of every seed pooled (rows carry ``value`` over ``n``
+    problems), with its 95% Wilson interval (columns ``accuracy``, ``lo``, ``hi``)."""
+    grouped = rows.assign(hits=rows["value"] * rows["n"]).groupby(by, sort=sort, dropna=False)
+    table = grouped[["hits", "n"]].sum()
+    table["accuracy"] = table["hits"] / table["n"]
     table["lo"], table["hi"] = wilson(table["hits"], table["n"])
-    table = table.drop(columns=["hits", "n"]).set_index([*by, "in_train_range"]).unstack("in_train_range")
+    return table.drop(columns=["hits", "n"]).reset_index()
+
+
+def range_intervals(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """95% Wilson intervals of accuracy inside and above the training range per ``by`` (``pooled_accuracy``)."""
+    table = pooled_accuracy(rows, [*by, "in_train_range"])[[*by, "in_train_range", "lo", "hi"]]
+    table = table.set_index([*by, "in_train_range"]).unstack("in_train_range")
     table.columns = [f"{'in_range' if inside else 'above_range'}_{stat}" for stat, inside in table.columns]
     order = [c for c in ("in_range_lo", "in_range_hi", "above_range_lo", "above_range_hi") if c in table]
     return table[order].reset_index()

@@ -16,6 +16,7 @@ answers, e.g. the graph of a path search).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import astuple, dataclass
 
 import numpy as np
@@ -100,12 +101,11 @@ class Task:
 
     def widths(self, d: int) -> tuple[int, int, int]:
         """(L, W, A): the largest prompt, trace and answer at difficulty d (block widths, fixed for a d)."""
-        b = self.blocks(d, 1, np.random.default_rng(0))
-        return b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
+        return _block_widths(self, d)[:3]
 
     def key_width(self, d: int) -> int:
         """K: the checker's key width at difficulty d."""
-        return self.blocks(d, 1, np.random.default_rng(0)).checked.shape[1]
+        return _block_widths(self, d)[3]
 
     def seq_len(self, difficulties) -> int:
         """Tokens needed for the longest example over ``difficulties`` (bos, eot, eos included)."""
@@ -114,6 +114,13 @@ class Task:
     def max_new_tokens(self, difficulties) -> int:
         """Room to generate the full trace, <eot>, the answer and <eos> at the hardest of ``difficulties``."""
         return max(sum(self.widths(int(d))[1:]) + 2 for d in difficulties)
+
+
+@functools.cache
+def _block_widths(task: Task, d: int) -> tuple[int, int, int, int]:
+    """(L, W, A, K) of ``task``'s blocks at difficulty d, from one problem (the widths are fixed for a d)."""
+    b = task.blocks(d, 1, np.random.default_rng(0))
+    return b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1], b.checked.shape[1]
 
 
 def digits(values: np.ndarray, width: int) -> np.ndarray:
