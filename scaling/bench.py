@@ -291,42 +291,108 @@ def _long_budgets(cfg, params, repeats: int, batch: int = 16) -> dict:
     }
 
 
-def bench_rl(prompts: int = 16, group_size: int = 8) -> dict:
-    """One RL step (sample Q completions per prompt, check, advantages, update) of the largest CPU
-    preset: completions per second, and the share of the step spent sampling (the same decode alone)."""
+def _rl_setup(preset: str, prompts: int, group_size: int):
+    """An RL step's inputs on addition (difficulty 4) for ``preset``: task, config, params, hyperparameters,
+    the prompt batch and the static spec."""
     import jax
 
     from scaling.model import init_params
-    from scaling.optim import TrainState, constant, optimizer
-    from scaling.rl import B2, PromptBatch, RLHyper, RLSpec, rl_step
-    from scaling.sample import decode, left_pad
-    from scaling.specs import CPU_PRESETS, get_preset
+    from scaling.optim import constant
+    from scaling.rl import PromptBatch, RLHyper, RLSpec
+    from scaling.sample import left_pad
+    from scaling.specs import get_preset
     from scaling.tasks import generate, get_task
 
     task = get_task("add")
     max_new = task.max_new_tokens(range(1, 5))
     ex = generate(task, np.full(prompts, 4), np.random.default_rng(0), split="train")
     p, v = left_pad(ex.tokens, ex.prompt_len)
-    cfg = get_preset(CPU_PRESETS[-1], max_len=p.shape[1] + max_new)
-    params = init_params(cfg, jax.random.key(0))
+    cfg = get_preset(preset, max_len=p.shape[1] + max_new)
     hp = RLHyper(constant(1e-4), np.float32(1.0), np.float32(0.0), np.float32(0.0))
-    state = TrainState(np.int32(0), params, optimizer(hp.optim, b2=B2).init(params))
-    batch = PromptBatch(p, v, ex.key)
     spec = RLSpec(group_size=group_size, max_new=max_new)
+    return task, cfg, init_params(cfg, jax.random.key(0)), hp, PromptBatch(p, v, ex.key), spec
+
+
+def bench_rl(preset: str | None = None, prompts: int = 16, group_size: int = 8, repeats: int = 5) -> dict:
+    """One RL step (sample Q completions per prompt, check, advantages, update) of ``preset`` (default: the
+    largest CPU preset): completions per second, and the share of the step spent sampling (the same decode
+    alone)."""
+    import jax
+
+    from scaling.optim import TrainState, optimizer
+    from scaling.rl import B2, rl_step
+    from scaling.sample import decode
+    from scaling.specs import CPU_PRESETS
+
+    preset = preset or CPU_PRESETS[-1]
+    _, cfg, params, hp, batch, spec = _rl_setup(preset, prompts, group_size)
+    state = TrainState(np.int32(0), params, optimizer(hp.optim, b2=B2).init(params))
     key = jax.random.key(1)
-    pg, vg = np.repeat(p, group_size, 0), np.repeat(v, group_size, 0)
+    pg, vg = np.repeat(batch.prompts_PxL, group_size, 0), np.repeat(batch.valid_PxL, group_size, 0)
     step, sample = _best_of(
         lambda: rl_step(cfg, state, params, batch, key, hp, spec=spec)[1]["loss"],
-        lambda: decode(cfg, params, pg, vg, key, hp.temperature, max_new=max_new),
-        repeats=5,
+        lambda: decode(cfg, params, pg, vg, key, hp.temperature, max_new=spec.max_new),
+        repeats=repeats,
     )
     return {
-        "model": CPU_PRESETS[-1],
+        "model": preset,
         "completions_per_step": prompts * group_size,
         "completions_per_s": prompts * group_size / step,
         "step_ms": step * 1e3,
         "sampling_share": sample / step,
     }
+
+
+def bench_rl_host(
+    preset: str = "d64", prompts: int = 16, group_size: int = 8, chunk: int = 4, repeats: int = 3
+) -> dict:
+    """RL with the checker on the host: ``host_path_cost``, a chunk of ``chunk`` steps (one seed) that
+    samples in one program, scores on the host and updates in another (``rl_chunk_host``) over the same
+    steps fused in one program (``rl_chunk``), same task and keys; ``host_check_ms``, the host scoring
+    alone of one step's completions of the example problem set."""
+    import jax
+    import jax.numpy as jnp
+
+    from scaling.optim import TrainState, optimizer
+    from scaling.rl import B2, rl_chunk, rl_chunk_host
+
+    task, cfg, params, hp, batch, spec = _rl_setup(preset, prompts, group_size)
+    opt = optimizer(hp.optim, b2=B2).init(params)
+    state_R = jax.tree.map(lambda x: jnp.asarray(x)[None], TrainState(np.int32(0), params, opt))
+    ref_R = jax.tree.map(lambda x: x[None], params)
+    batches_R = jax.tree.map(lambda x: np.broadcast_to(x, (1, chunk, *x.shape)), batch)
+    keys_R = jax.random.split(jax.random.key(1), chunk)[None]
+
+    def run(chunk_fn, **kw):
+        return chunk_fn(cfg, jax.tree.map(jnp.copy, state_R), ref_R, batches_R, keys_R, hp, spec=spec, **kw)[1]
+
+    fused, host = _best_of(
+        lambda: run(rl_chunk)["loss"], lambda: run(rl_chunk_host, check=task.check)["loss"], repeats=repeats
+    )
+    return {
+        "model": preset,
+        "completions_per_step": prompts * group_size,
+        "host_path_cost": host / fused,
+        "host_check_ms": _host_check_ms(prompts * group_size) * 1e3,
+    }
+
+
+def _host_check_ms(n: int) -> float:
+    """Seconds to score n completions of the example problem set (numeric checker) on the host: the
+    reference traces and answers, scored against their own problems for half of the rows and against
+    another problem's for the other half."""
+    from scaling.tasks import generate
+    from scaling.tasks.answers import AnswerChecker
+    from scaling.tasks.problems import file_task
+
+    task = file_task(Path(__file__).parents[1] / "examples/word_problems/word_problems.jsonl", AnswerChecker("numeric"))
+    ex = generate(task, np.full(n, 2), np.random.default_rng(0), split="train")
+    T = ex.tokens.shape[1]
+    gen_NxG = np.zeros((n, T), np.int32)
+    for i, p in enumerate(ex.prompt_len):
+        gen_NxG[i, : T - p] = ex.tokens[i, p:]
+    key_NxK = np.where(np.arange(n)[:, None] % 2 == 0, ex.key, np.roll(ex.key, 1, 0))
+    return min(_timed(lambda: task.check(gen_NxG, key_NxK))[0] for _ in range(5))
 
 
 def bench_tracking(preset: str = "d64", steps: int = 400, repeats: int = 3) -> dict:
@@ -372,6 +438,7 @@ SECTIONS: dict[str, Callable[[], dict]] = {
     "train": bench_train,
     "sample": bench_sample,
     "rl": bench_rl,
+    "rl_host": bench_rl_host,
     "tracking": bench_tracking,
 }
 

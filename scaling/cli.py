@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 
 import numpy as np
 
@@ -462,8 +463,13 @@ def _bench_parser(sub) -> None:
     b.set_defaults(func=cmd_bench)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {one_line(message)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning  # diagnostics on one line, without the toolkit's source lines
     try:
         return args.func(args)
     except ScalingError as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import types
 import typing
 from collections.abc import Callable
@@ -19,17 +20,17 @@ from typing import Any
 
 import yaml
 
-from scaling.errors import ConfigError
-from scaling.settings import ADVANTAGES, EvalConfig, RLConfig, TestTimeConfig, TrainConfig
+from scaling.errors import ConfigError, TaskError
+from scaling.settings import ADVANTAGES, EvalConfig, ProblemsTask, RLConfig, TestTimeConfig, TrainConfig
 from scaling.specs import PRESETS
-from scaling.tasks import TASKS
+from scaling.tasks import TASKS, Task, get_task
 
 __all__ = ["ConfigError", "EvalConfig", "RLConfig", "RunConfig", "TestTimeConfig", "TrainConfig", "load_run_config"]
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    task: str = "sum"
+    task: str | ProblemsTask = "sum"  # a built-in task's name, or a problem set
     models: tuple[str, ...] = ("d48",)
     seeds: tuple[int, ...] = (0,)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -56,8 +57,8 @@ def _check_ranges(where: str, checks: list[tuple[str, Any, str, Callable]]) -> N
 
 def validate_run(run: RunConfig, where: str = "config") -> None:
     """Task, presets and seeds, then every stage's settings (``validate_train`` ... ``validate_rl``)."""
-    if run.task not in TASKS:
-        raise _bad(where, "task", f"one of {sorted(TASKS)}", run.task)
+    if isinstance(run.task, str) and run.task not in TASKS:
+        raise _bad(where, "task", f"one of {sorted(TASKS)}, or a mapping {{jsonl: PATH}}", run.task)
     for m in run.models:
         if m not in PRESETS:
             raise _bad(where, "models", f"preset names from {list(PRESETS)}", m)
@@ -142,7 +143,7 @@ def validate_rl(rc: RLConfig, where: str = "config") -> None:
 
 def _validate_difficulties(run: RunConfig, where: str) -> None:
     """Every difficulty range lies within what the task can generate (e.g. its field width)."""
-    task = TASKS[run.task]
+    task = load_task(run.task, where)
     ranges = [("train.difficulties", run.train.difficulties), ("eval.difficulties", run.eval.difficulties)]
     if run.rl is not None and run.rl.difficulties is not None:
         ranges.append(("rl.difficulties", run.rl.difficulties))
@@ -151,6 +152,43 @@ def _validate_difficulties(run: RunConfig, where: str) -> None:
         if not task.min_difficulty <= lo <= hi or (top is not None and hi > top):
             limit = f" <= {top} (the task's largest difficulty)" if top is not None else ""
             raise _bad(where, key, f"[lo, hi] with {task.min_difficulty} <= lo <= hi{limit}", [lo, hi])
+    if task.problem_counts("train") is not None:  # a finite problem set: each level must have problems
+        for key, (lo, hi) in ranges:
+            split = "eval" if key == "eval.difficulties" else "train"
+            have = task.problem_counts(split)
+            missing = [d for d in range(lo, hi + 1) if not have.get(d)]
+            if missing:
+                raise _bad(where, key, f"difficulties with {split} problems in {task.source} ({have})", [lo, hi])
+
+
+def load_task(spec, where: str) -> Task:
+    """The task of a run's ``task`` setting; a problem file's errors (line and field) as ConfigErrors."""
+    try:
+        return get_task(spec)
+    except TaskError as e:
+        raise ConfigError(f"{where}: task: {e}") from None
+
+
+def task_setting(value: Any, where: str) -> str | ProblemsTask:
+    """``task:`` as a built-in name, or a mapping ``{jsonl: PATH, ...}`` / ``{reasoning_gym: {name: ...}}``."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        raise _bad(where, "task", "a task name or a mapping {jsonl: PATH} or {reasoning_gym: {name: ...}}", value)
+    value = dict(value)
+    gym = value.get("reasoning_gym")
+    if isinstance(gym, dict):
+        gym = dict(gym)
+        for key in ("config", "levels"):
+            if key in gym:
+                if not isinstance(gym[key], dict):
+                    raise _bad(where, f"task.reasoning_gym.{key}", "a mapping", gym[key])
+                gym[key] = json.dumps(gym[key], sort_keys=True)
+        value["reasoning_gym"] = gym
+    spec = from_dict(ProblemsTask, value, where, prefix="task.")
+    if (spec.jsonl is None) == (spec.reasoning_gym is None):
+        raise _bad(where, "task", "exactly one of jsonl or reasoning_gym", value)
+    return spec
 
 
 def _type_name(tp) -> str:
@@ -209,6 +247,9 @@ def from_dict(cls, data: dict, where: str = "config", prefix: str = ""):
             raise ConfigError(f"{where}: {prefix}{key}: unknown key{hint}")
         if key in ("models", "seeds") and not isinstance(value, list):
             value = [value]
+        if cls is RunConfig and key == "task":
+            kwargs[key] = task_setting(value, where)
+            continue
         kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}", where)
     return cls(**kwargs)
 

@@ -30,6 +30,7 @@ import hashlib
 import itertools
 import json
 import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,9 @@ def _setting_type(path: str, where: str) -> Any:
             hint = f" (did you mean {close[0]!r}?)" if close else f"; settings here: {known}"
             raise ConfigError(f"{where}: {path!r} names no setting{hint}")
         tp = hints[part]
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and dataclasses.is_dataclass(args[0]):
-            tp = args[0]
+        classes = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        if len(classes) == 1 and (i < len(parts) - 1 or len(typing.get_args(tp)) == 2):
+            tp = classes[0]  # X | None, or the mapping form of a setting that may also be a name (task)
         if i < len(parts) - 1:
             if not dataclasses.is_dataclass(tp):
                 raise ConfigError(f"{where}: {path!r} names no setting ({'.'.join(parts[: i + 1])} has no sub-keys)")
@@ -227,7 +228,7 @@ def point_stages(run: RunConfig) -> list[Stage]:
     it reads, the versions of the code it runs (``scaling.versions``), and the revisions of the
     architecture and of the checkpoint layout that its outputs depend on."""
     base = {
-        "task": run.task,
+        "task": get_task(run.task).identity,
         "model": run.models[0],
         "architecture": ARCHITECTURE,
         "checkpoint_format": CHECKPOINT_FORMAT,
@@ -296,7 +297,36 @@ def model_config(run: RunConfig, kind: str) -> ModelConfig:
     """The preset of ``run`` with the sequence length a stage of ``kind`` needs. Training needs only its
     examples' length; the cache length of decoding stages does not change the parameters (rotary
     positions), so one trained model serves every eval setting."""
-    return get_preset(run.models[0], max_len=train_seq_len(run) if kind == "train" else model_max_len(run))
+    max_len = train_seq_len(run) if kind == "train" else model_max_len(run)
+    return get_preset(run.models[0], max_len=max_len, vocab_size=get_task(run.task).tokenizer.vocab_size)
+
+
+def epochs(run: RunConfig, kind: str) -> float | None:
+    """Passes a train or rl stage makes over the training problems of a finite problem set in its
+    difficulty range (examples or prompts drawn / problems); None for a generated task or another kind."""
+    task = get_task(run.task)
+    have = task.problem_counts("train")
+    if kind not in ("train", "rl") or have is None:
+        return None
+    if kind == "train":
+        (lo, hi), drawn = run.train.difficulties, run.train.batch_size
+        drawn *= total_steps(run.train, model_config(run, "train"), train_seq_len(run))
+    else:
+        (lo, hi), drawn = run.rl.difficulties or run.train.difficulties, run.rl.steps * run.rl.prompts_per_step
+    return drawn / max(1, sum(have.get(d, 0) for d in range(lo, hi + 1)))
+
+
+def _warn_repeats(plan: Plan) -> None:
+    """One warning per stage kind whose budget draws a finite problem set's training split more than once."""
+    for kind, what in (("train", "supervised training"), ("rl", "RL")):
+        most = max((epochs(plan.runs[n], kind) or 0.0 for n, s in plan.stages.items() if s.kind == kind), default=0)
+        if most > 1:
+            task = get_task(plan.runs[next(iter(plan.runs))].task)
+            warnings.warn(
+                f"{plan.source}: {what} repeats the training problems of task {task.name!r} "
+                f"({task.source}) up to {most:.1f} times (epochs); `--dry-run` lists them per stage",
+                stacklevel=3,
+            )
 
 
 def estimate_flops(run: RunConfig, kind: str) -> float:
@@ -363,7 +393,9 @@ def make_plan(
     order = {"train": 0, "rl": 1, "eval": 2}
     ordered = dict(sorted(stages.items(), key=lambda kv: order[kv[1].kind]))
     recorded = raw | ({"track": list(trackers)} if trackers else {}) | ({"wandb": wandb} if wandb else {})
-    return Plan(where, recorded, names, points, ordered, runs, trackers, wandb)
+    plan = Plan(where, recorded, names, points, ordered, runs, trackers, wandb)
+    _warn_repeats(plan)
+    return plan
 
 
 def dry_run_doc(plan: Plan, status: dict[str, str]) -> dict:
@@ -378,6 +410,7 @@ def dry_run_doc(plan: Plan, status: dict[str, str]) -> dict:
                 "kind": stage.kind,
                 "status": status.get(name, "pending"),
                 "flops": estimate_flops(plan.runs[name], stage.kind),
+                "epochs": epochs(plan.runs[name], stage.kind),
                 "points": plan.users(name),
             }
         )
@@ -413,7 +446,8 @@ def describe(plan: Plan, status: dict[str, str]) -> str:
         lines.append(f"  point {p['index']:3d}  {values}  -> {' '.join(names)}")
     lines.append(f"  {'stage':24s} {'status':8s} {'est. FLOPs':>10s}  points")
     for s in doc["stages"]:
-        lines.append(f"  {s['name']:24s} {s['status']:8s} {s['flops']:10.2e}  {len(s['points'])}")
+        passes = "" if s["epochs"] is None else f"  ({s['epochs']:.1f} epochs over the training problems)"
+        lines.append(f"  {s['name']:24s} {s['status']:8s} {s['flops']:10.2e}  {len(s['points'])}{passes}")
     cached, left = doc["cached"], doc["to_compute"]
     lines.append(
         f"cached: {cached['done']} done, {cached['failed']} failed, {cached['claimed']} claimed; "

@@ -1,6 +1,8 @@
 """On-policy RL with verifiable rewards: group sampling, group-relative advantages, one jitted step.
 
-For each prompt, Q completions are sampled from the current policy and scored by the task's checker.
+For each prompt, Q completions are sampled from the current policy and scored by the task's checker:
+inside the compiled step where the checker runs over jax.numpy (``rl_chunk``), else on the host between
+a sampling and an update program (``rl_chunk_host``, for checkers over text).
 Advantages are relative to the group:
     dr_grpo  A_i = r_i - mean(r)                     (Dr. GRPO, the default)
     grpo     A_i = (r_i - mean(r)) / (std(r) + eps)  (GRPO's std normalisation)
@@ -120,24 +122,27 @@ def completion_mask(gen_NxG):
     return (seen_before == 0).astype(jnp.float32)
 
 
-def rollout(cfg: ModelConfig, params, batch: PromptBatch, key, hp: RLHyper, spec: RLSpec) -> tuple[Rollout, jax.Array]:
-    """Sample Q completions per prompt, score them (rewards flipped at rate ``reward_flip``) and weigh
-    them by group-relative advantages. Returns the rollout and the (N, G) completions."""
-    P, L = batch.prompts_PxL.shape
+def sample_group(cfg: ModelConfig, params, batch: PromptBatch, key, hp: RLHyper, spec: RLSpec) -> jax.Array:
+    """(N, G) completions: Q samples of every prompt (rows p Q .. p Q + Q - 1 answer prompt p)."""
     Q = spec.group_size
     prompts_NxL = jnp.repeat(batch.prompts_PxL, Q, axis=0)
     valid_NxL = jnp.repeat(batch.valid_PxL, Q, axis=0)
-    k_sample, k_flip = jax.random.split(key)
-    gen_NxG = decode(cfg, params, prompts_NxL, valid_NxL, k_sample, hp.temperature, max_new=spec.max_new)
-    correct_N = spec.check(gen_NxG, jnp.repeat(batch.key_PxK, Q, 0), jnp)
-    flip_N = jax.random.uniform(k_flip, (P * Q,)) < hp.reward_flip
+    return decode(cfg, params, prompts_NxL, valid_NxL, key, hp.temperature, max_new=spec.max_new)
+
+
+def score_group(batch: PromptBatch, gen_NxG, correct_N, key, hp: RLHyper, spec: RLSpec) -> Rollout:
+    """The rollout of checked completions: rewards flipped at rate ``reward_flip``, group-relative
+    advantages, and the loss mask of the groups that carry signal."""
+    P, L = batch.prompts_PxL.shape
+    Q = spec.group_size
+    flip_N = jax.random.uniform(key, (P * Q,)) < hp.reward_flip
     reward_N = jnp.where(flip_N, 1.0 - correct_N, correct_N)
     adv_PxQ, keep_P = group_advantages(reward_N.reshape(P, Q), spec.advantage)
     mask_NxT1 = jnp.concatenate([jnp.zeros((P * Q, L - 1)), completion_mask(gen_NxG)], axis=1)
     mask_NxT1 = mask_NxT1 * jnp.repeat(keep_P, Q)[:, None]
-    tokens_NxT = jnp.concatenate([prompts_NxL, gen_NxG], axis=1)
-    valid_NxT = jnp.concatenate([valid_NxL, jnp.ones_like(gen_NxG, bool)], axis=1)
-    return Rollout(tokens_NxT, valid_NxT, mask_NxT1, reward_N, correct_N, adv_PxQ.reshape(P * Q), keep_P), gen_NxG
+    tokens_NxT = jnp.concatenate([jnp.repeat(batch.prompts_PxL, Q, axis=0), gen_NxG], axis=1)
+    valid_NxT = jnp.concatenate([jnp.repeat(batch.valid_PxL, Q, axis=0), jnp.ones_like(gen_NxG, bool)], axis=1)
+    return Rollout(tokens_NxT, valid_NxT, mask_NxT1, reward_N, correct_N, adv_PxQ.reshape(P * Q), keep_P)
 
 
 def policy_update(cfg: ModelConfig, state: TrainState, ref_params, r: Rollout, hp: RLHyper, spec: RLSpec):
@@ -162,24 +167,19 @@ def policy_update(cfg: ModelConfig, state: TrainState, ref_params, r: Rollout, h
     return state, losses[0], {k: v[-1] for k, v in aux.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "spec"))
-def rl_step(cfg: ModelConfig, state: TrainState, ref_params, batch: PromptBatch, key, hp: RLHyper, *, spec: RLSpec):
-    """One RL iteration: sample Q completions per prompt, check, compute advantages, update.
-
-    Returns the new state and metrics (reward as the learner saw it, pass rate as the checker judged it,
-    per-prompt reward, kept groups, loss, kl, entropy, clip fraction, mean thinking and answer tokens
-    written, and the completions)."""
-    r, gen_NxG = rollout(cfg, state.params, batch, key, hp, spec)
+def learn(cfg: ModelConfig, state: TrainState, ref_params, batch: PromptBatch, gen_NxG, correct_N, key, hp, spec):
+    """Score checked completions and update the policy on them; the new state and the step's metrics
+    (reward as the learner saw it, pass rate as the checker judged it, per-prompt reward, kept groups,
+    loss, kl, entropy, clip fraction, mean thinking and answer tokens written)."""
+    r = score_group(batch, gen_NxG, correct_N, key, hp, spec)
     state, loss, aux = policy_update(cfg, state, ref_params, r, hp, spec)
-    P = batch.prompts_PxL.shape[0]
     thinking_N, answer_N = written_tokens(gen_NxG, jnp)
     metrics = {
-        "completions": gen_NxG,
         "reward": r.reward_N.mean(),
         "pass_rate": r.correct_N.mean(),
         "thinking_tokens": thinking_N.mean(),
         "answer_tokens": answer_N.mean(),
-        "pass_rate_P": r.reward_N.reshape(P, spec.group_size).mean(1),
+        "pass_rate_P": r.reward_N.reshape(batch.prompts_PxL.shape[0], spec.group_size).mean(1),
         "kept_groups": r.keep_P.mean(),
         "loss": loss,
         **aux,
@@ -187,11 +187,21 @@ def rl_step(cfg: ModelConfig, state: TrainState, ref_params, batch: PromptBatch,
     return state, metrics
 
 
+@functools.partial(jax.jit, static_argnames=("cfg", "spec"))
+def rl_step(cfg: ModelConfig, state: TrainState, ref_params, batch: PromptBatch, key, hp: RLHyper, *, spec: RLSpec):
+    """One fused RL iteration: sample Q completions per prompt, check them in the graph (``spec.check``
+    over jax.numpy), update. Returns the new state, ``learn``'s metrics and the completions."""
+    k_sample, k_flip = jax.random.split(key)
+    gen_NxG = sample_group(cfg, state.params, batch, k_sample, hp, spec)
+    correct_N = spec.check(gen_NxG, jnp.repeat(batch.key_PxK, spec.group_size, 0), jnp)
+    state, metrics = learn(cfg, state, ref_params, batch, gen_NxG, correct_N, k_flip, hp, spec)
+    return state, metrics | {"completions": gen_NxG}
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "spec"), donate_argnames=("state_R",))
 def rl_chunk(cfg, state_R: TrainState, ref_R, batches_RxC: PromptBatch, keys_RxC, hp: RLHyper, *, spec: RLSpec):
-    """C RL steps for every seed: scan over steps inside, ``over_seeds`` outside (each seed its own prompts).
-
-    Returns the states and per-step metrics (R, C, ...) without the completions."""
+    """C fused RL steps for every seed: scan over steps inside, ``over_seeds`` outside (each seed its own
+    prompts). Returns the states and per-step metrics (R, C, ...) without the completions."""
 
     def one_seed(state, ref, batches_C, keys_C):
         def body(s, xs):
@@ -203,6 +213,38 @@ def rl_chunk(cfg, state_R: TrainState, ref_R, batches_RxC: PromptBatch, keys_RxC
         return jax.lax.scan(body, state, (batches_C, keys_C))
 
     return over_seeds(one_seed, state_R, ref_R, batches_RxC, keys_RxC)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "spec"))
+def _sample_seeds(cfg, params_R, batch_R: PromptBatch, keys_R, hp: RLHyper, *, spec: RLSpec):
+    def one_seed(params, batch, key):
+        return sample_group(cfg, params, batch, jax.random.split(key)[0], hp, spec)
+
+    return over_seeds(one_seed, params_R, batch_R, keys_R)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "spec"), donate_argnames=("state_R",))
+def _learn_seeds(cfg, state_R: TrainState, ref_R, batch_R: PromptBatch, gen_R, correct_R, keys_R, hp, *, spec):
+    def one_seed(state, ref, batch, gen, correct, key):
+        return learn(cfg, state, ref, batch, gen, correct, jax.random.split(key)[1], hp, spec)
+
+    return over_seeds(one_seed, state_R, ref_R, batch_R, gen_R, correct_R, keys_R)
+
+
+def rl_chunk_host(cfg, state_R: TrainState, ref_R, batches_RxC: PromptBatch, keys_RxC, hp: RLHyper, *, spec, check):
+    """``rl_chunk`` for a checker that runs on the host, ``check(gen_NxG, key_NxK) -> reward_N`` (numpy):
+    per step, one compiled program samples every seed's completions, the host scores them, and another
+    program updates. With the same keys it takes the fused chunk's steps."""
+    Q, steps = spec.group_size, batches_RxC.prompts_PxL.shape[1]
+    rows = []
+    for c in range(steps):
+        batch_R = jax.tree.map(lambda x, c=c: x[:, c], batches_RxC)
+        gen_R = _sample_seeds(cfg, state_R.params, batch_R, keys_RxC[:, c], hp, spec=spec)
+        keys_NxK = np.repeat(np.asarray(batch_R.key_PxK), Q, axis=1)
+        correct_R = np.stack([check(g, k) for g, k in zip(np.asarray(gen_R), keys_NxK)]).astype(np.float32)
+        state_R, m = _learn_seeds(cfg, state_R, ref_R, batch_R, gen_R, correct_R, keys_RxC[:, c], hp, spec=spec)
+        rows.append(m)
+    return state_R, jax.tree.map(lambda *x: jnp.stack(x, axis=1), *rows)
 
 
 def band_weights(pass_rate_D: np.ndarray, band, floor: float = 0.05) -> np.ndarray:

@@ -13,11 +13,11 @@ import pandas as pd
 
 from scaling.evaluate import accuracy_table, task_loss_table
 from scaling.optim import TrainState, constant, optimizer
-from scaling.rl import B2, PromptBatch, RLHyper, RLSpec, band_weights, rl_chunk
+from scaling.rl import B2, PromptBatch, RLHyper, RLSpec, band_weights, rl_chunk, rl_chunk_host
 from scaling.sample import left_pad
 from scaling.settings import EvalConfig, RLConfig
 from scaling.specs import ModelConfig
-from scaling.tasks import Task, generate
+from scaling.tasks import Task, exact_answer, generate
 from scaling.tokenizer import PAD
 from scaling.train import replicated
 
@@ -80,14 +80,19 @@ def rl_train(
     *,
     seed: int = 0,
     on_chunk: Callable[[int, int, float, list[dict]], None] | None = None,
+    host_check: bool | None = None,
 ) -> RLResult:
     """RL from ``params_R`` (one model per seed; its buffers are donated) for ``rc.steps`` steps of
     ``rc.prompts_per_step`` prompts on ``difficulties`` (``rc.difficulties`` wins when set), evaluating
-    held-out accuracy when the ``rc.ladder_volumes()`` prompt counts are reached."""
+    held-out accuracy when the ``rc.ladder_volumes()`` prompt counts are reached. Rewards are checked in
+    the compiled step where the task's checker runs over jax.numpy (``task.in_graph``), else on the host
+    between a sampling and an update program; ``host_check`` forces either path."""
     lo, hi = rc.difficulties or difficulties
     levels = np.arange(lo, hi + 1)
     pass_rate = np.full(len(levels), 0.5)  # optimistic start: every level is sampled
-    spec = RLSpec(rc.group_size, task.max_new_tokens(levels), rc.advantage, rc.clip, rc.inner_epochs, task.check)
+    host = not task.in_graph if host_check is None else host_check
+    check = exact_answer if host else task.check  # the fused step's checker (unused on the host path)
+    spec = RLSpec(rc.group_size, task.max_new_tokens(levels), rc.advantage, rc.clip, rc.inner_epochs, check)
     hp = rl_hyper(rc)
     # Every input of the compiled chunk sits where its outputs will (replicated over the devices), so the
     # second chunk reuses the first one's program.
@@ -111,7 +116,10 @@ def rl_train(
         keys_RxC = jax.vmap(lambda s, c=c: jax.random.split(jax.random.fold_in(jax.random.key(s), c), rc.chunk_steps))(
             seeds_R
         )
-        state_R, m = rl_chunk(cfg, state_R, ref_R, batch_R, keys_RxC, hp, spec=spec)
+        if host:
+            state_R, m = rl_chunk_host(cfg, state_R, ref_R, batch_R, keys_RxC, hp, spec=spec, check=task.check)
+        else:
+            state_R, m = rl_chunk(cfg, state_R, ref_R, batch_R, keys_RxC, hp, spec=spec)
         m = jax.tree.map(np.asarray, m)  # one host fetch per chunk
         rates_RxCxP = m.pop("pass_rate_P")
         for r, (_, d_CxP) in enumerate(drawn):

@@ -16,6 +16,35 @@ ADVANTAGES = ("dr_grpo", "grpo", "rloo")  # group-relative advantages, see scali
 
 
 @dataclass(frozen=True)
+class GymSource:
+    """Problems generated offline by a reasoning-gym dataset and scored by its own scorer.
+
+    ``config`` (the dataset's settings) and ``levels`` (difficulty d takes the d-th value of each listed
+    parameter, e.g. {"max_terms": [2, 3, 4, 5]}; empty: the dataset's curriculum levels) are JSON text of
+    mappings, so that the settings stay hashable; YAML gives them as mappings."""
+
+    name: str
+    config: str = "{}"
+    levels: str = "{}"
+    size: int = 400  # problems per difficulty
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ProblemsTask:
+    """A task of given problems: a JSONL file (``jsonl``) or a reasoning-gym dataset, on the byte tokenizer.
+    ``checker``: exact | numeric | math (default exact for files; the library's scorer for reasoning-gym);
+    ``tolerance``: the numeric checker's relative tolerance; ``name``: the task column of the results
+    (default: the file's stem, or the dataset's name)."""
+
+    jsonl: str | None = None
+    reasoning_gym: GymSource | None = None
+    checker: str | None = None
+    tolerance: float = 1e-6
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Supervised training on reasoning traces.
 

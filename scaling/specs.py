@@ -51,10 +51,15 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
 
-def preset(width: int, max_len: int = 128) -> ModelConfig:
+def preset(width: int, max_len: int = 128, vocab_size: int = VOCAB_SIZE) -> ModelConfig:
     """The ladder rule: depth = max(1, round(width / 32)), head dim 16, d_ff = 4 width."""
     return ModelConfig(
-        d_model=width, n_layers=max(1, round(width / 32)), n_heads=width // 16, d_ff=4 * width, max_len=max_len
+        d_model=width,
+        n_layers=max(1, round(width / 32)),
+        n_heads=width // 16,
+        d_ff=4 * width,
+        vocab_size=vocab_size,
+        max_len=max_len,
     )
 
 
@@ -63,10 +68,11 @@ PRESETS = {f"d{w}": preset(w) for w in PRESET_WIDTHS}
 CPU_PRESETS = ("d32", "d48", "d64", "d80", "d96")
 
 
-def get_preset(name: str, max_len: int = 128) -> ModelConfig:
+def get_preset(name: str, max_len: int = 128, vocab_size: int = VOCAB_SIZE) -> ModelConfig:
+    """A preset with the sequence length and vocabulary (the task's tokenizer) a stage needs."""
     if name not in PRESETS:
         raise ScalingError(f"unknown model preset {name!r}; choose one of {list(PRESETS)}")
-    return preset(PRESETS[name].d_model, max_len)
+    return preset(PRESETS[name].d_model, max_len, vocab_size)
 
 
 def param_counts(cfg: ModelConfig) -> dict[str, int]:

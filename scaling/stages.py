@@ -200,7 +200,7 @@ def point_rows(run: RunConfig, dirs: dict[str, Path], summaries: dict[str, dict]
     rows["budget"] = rows["budget"].astype("Int64")  # null where no thinking budget applies
     return rows.assign(
         metric="accuracy",
-        task=run.task,
+        task=get_task(run.task).name,
         model=run.models[0],
         params=train["params"],
         non_embedding_params=train["non_embedding_params"],

@@ -1,10 +1,14 @@
-"""Character-level tokenizer shared by every task.
+"""Tokenizers: the character-level one of the built-in tasks and a byte-level one for any text.
 
-A sequence reads  <bos> PROMPT ? THINKING <eot> ANSWER <eos> <pad>...  where <eot> ends the
-thinking section. Ids 0-3 are the special tokens; the rest are single characters.
+A sequence reads  <bos> PROMPT THINKING <eot> ANSWER <eos> <pad>...  where <eot> ends the thinking
+section. Ids 0-3 are the special tokens of every tokenizer. The character tokenizer maps 48 characters
+to the next ids (built-in prompts end in '?'); the byte tokenizer closes a prompt with its own <sep>
+(id 4), so that any text, natural language included, can be a prompt, and maps byte b to id 5 + b.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,3 +56,62 @@ def decode(ids, keep_specials: bool = True) -> str:
         else:
             out.append("\ufffd")
     return "".join(out)
+
+
+SEP = 4  # the byte tokenizer's end of prompt
+BYTE_OFFSET = 5
+
+
+def byte_encode(text: str) -> np.ndarray:
+    """Byte-tokenizer ids of ``text``: its UTF-8 bytes shifted past the specials."""
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32) + BYTE_OFFSET
+
+
+def byte_text(ids) -> str | None:
+    """The text of byte-tokenizer content ids, or None where they are not strict UTF-8 (a special or an
+    id outside the vocabulary among them, invalid byte sequences)."""
+    ids = np.asarray(ids).ravel()
+    if np.any((ids < BYTE_OFFSET) | (ids >= BYTE_OFFSET + 256)):
+        return None
+    try:
+        return (ids - BYTE_OFFSET).astype(np.uint8).tobytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def byte_decode(ids, keep_specials: bool = True) -> str:
+    """Readable text of byte-tokenizer ids (invalid UTF-8 shown as U+FFFD)."""
+    out, run = [], bytearray()
+    for i in [*np.asarray(ids).ravel().tolist(), -1]:
+        if BYTE_OFFSET <= i < BYTE_OFFSET + 256:
+            run.append(i - BYTE_OFFSET)
+            continue
+        out.append(run.decode("utf-8", errors="replace"))
+        run = bytearray()
+        if i == -1:
+            break
+        if keep_specials and 0 < i < len(SPECIALS):
+            out.append(SPECIALS[i])
+        elif keep_specials and i == SEP:
+            out.append("<sep>")
+        elif i >= BYTE_OFFSET + 256 or i < 0:
+            out.append("\ufffd")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """What a task's tokens mean: its vocabulary size and how to write and read text."""
+
+    name: str
+    vocab_size: int
+
+    def encode(self, text: str) -> np.ndarray:
+        return encode(text) if self.name == "chars" else byte_encode(text)
+
+    def decode(self, ids, keep_specials: bool = True) -> str:
+        return decode(ids, keep_specials) if self.name == "chars" else byte_decode(ids, keep_specials)
+
+
+CHAR_TOKENIZER = Tokenizer("chars", VOCAB_SIZE)
+BYTE_TOKENIZER = Tokenizer("bytes", BYTE_OFFSET + 256)

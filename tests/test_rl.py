@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from scaling.config import ConfigError, RLConfig, validate_rl
@@ -15,7 +16,8 @@ from scaling.rl import (
     group_advantages,
     policy_loss,
     rl_step,
-    rollout,
+    sample_group,
+    score_group,
 )
 from scaling.sample import left_pad
 from scaling.specs import ModelConfig
@@ -91,11 +93,12 @@ def test_one_rl_step_lowers_the_loss_on_its_batch():
     assert m["pass_rate_P"].shape == (4,) and 0 < float(m["kept_groups"]) <= 1
 
     # Rebuild exactly the rollout the step used (rewards checked, then flipped), and score it before and after.
-    r, gen = rollout(cfg, params, batch, jax.random.key(1), hp, spec)
+    k_sample, k_flip = jax.random.split(jax.random.key(1))
+    gen = sample_group(cfg, params, batch, k_sample, hp, spec)
     np.testing.assert_array_equal(gen, m["completions"])
-    _, k_flip = jax.random.split(jax.random.key(1))
-    flip = np.asarray(jax.random.uniform(k_flip, (16,)) < 0.5)
     checked = exact_answer(np.asarray(gen), np.repeat(ex.key, 4, 0))
+    r = score_group(batch, gen, jnp.asarray(checked), k_flip, hp, spec)
+    flip = np.asarray(jax.random.uniform(k_flip, (16,)) < 0.5)
     np.testing.assert_array_equal(r.reward_N, np.where(flip, 1.0 - checked, checked))
     np.testing.assert_allclose(r.reward_N.mean(), m["reward"])
     old_logp = token_logprobs(cfg, params, r.tokens_NxT, r.valid_NxT)
@@ -131,9 +134,13 @@ def test_rl_loop_runs_chunks_and_evaluates_a_data_ladder():
     cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=96)
     params = jax.vmap(lambda k: init_params(cfg, k))(jax.vmap(jax.random.key)(jnp.arange(2, dtype=jnp.uint32)))
     rc = RLConfig(group_size=2, prompts_per_step=4, reward_flip=0.3, prompts=16, ladder=(0, 8, 16), chunk_steps=2)
-    res = rl_train(
-        cfg, params, get_task("add"), rc, [0, 1], (1, 2), EvalConfig(difficulties=(1, 3), n_per_difficulty=4)
-    )
+    ec = EvalConfig(difficulties=(1, 3), n_per_difficulty=4)
+    res = rl_train(cfg, jax.tree.map(jnp.copy, params), get_task("add"), rc, [0, 1], (1, 2), ec)
+    # The host path (sample, score on the host, update) takes the fused path's steps.
+    host = rl_train(cfg, params, get_task("add"), rc, [0, 1], (1, 2), ec, host_check=True)
+    np.testing.assert_array_equal(host.metrics["pass_rate"], res.metrics["pass_rate"])
+    np.testing.assert_allclose(host.metrics["loss"], res.metrics["loss"], rtol=1e-4, atol=1e-6)
+    pd.testing.assert_frame_equal(host.ladder, res.ladder, atol=1e-4)
     assert sorted(res.ladder["prompts_seen"].unique()) == [0, 8, 16]
     assert len(res.ladder) == 3 * 2 * 3  # ladder points x seeds x difficulties
     assert len(res.metrics) == 4 * 2 and {"reward", "kept_groups", "kl", "entropy", "clip_frac"} <= set(
@@ -144,9 +151,13 @@ def test_rl_loop_runs_chunks_and_evaluates_a_data_ladder():
     assert w[1] > w[0] and w[1] > w[2] and w.sum() == pytest.approx(1.0)
 
 
-def test_bench_rl_section_reports_throughput_and_sampling_share():
-    from scaling.bench import run_bench
+def test_bench_rl_sections_report_throughput_sampling_share_and_the_host_path_cost():
+    """The bench's RL sections on the smallest preset, one repeat (the README's figures come from the full
+    ``scaling bench``)."""
+    from scaling.bench import bench_rl, bench_rl_host
 
-    rl = run_bench(["rl"])["rl"]
-    assert rl["completions_per_s"] > 0 and rl["completions_per_step"] == 16 * 8
+    rl = bench_rl(preset="d32", prompts=4, group_size=4, repeats=1)
+    assert rl["completions_per_s"] > 0 and rl["completions_per_step"] == 4 * 4
     assert 0 < rl["sampling_share"] < 1  # sampling is part of the step, not all of it
+    host = bench_rl_host(preset="d32", prompts=4, group_size=4, chunk=2, repeats=1)
+    assert 0.5 < host["host_path_cost"] < 10 and host["host_check_ms"] > 0  # the same steps, scored on the host

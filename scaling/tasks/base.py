@@ -23,7 +23,7 @@ import numpy as np
 
 from scaling.errors import TaskError
 from scaling.tasks.checker import exact_answer
-from scaling.tokenizer import BOS, DIGITS, EOS, EOT, PAD, encode
+from scaling.tokenizer import BOS, CHAR_TOKENIZER, DIGITS, EOS, EOT, PAD, Tokenizer, encode
 
 HELD_OUT_MODULUS = 8  # a prompt whose hash is 0 mod 8 belongs to the held-out evaluation split
 
@@ -84,6 +84,14 @@ class Task:
     name: str
     min_difficulty: int = 1
     max_difficulty: int | None = None  # None: no upper limit
+    tokenizer: Tokenizer = CHAR_TOKENIZER
+    in_graph: bool = True  # ``check`` also runs over jax.numpy (the fused RL reward); else on the host only
+
+    @property
+    def identity(self):
+        """What the results of this task depend on (hashed into every stage): its name for a generator;
+        a problem set adds the digest of its problems and its checker."""
+        return self.name
 
     def blocks(self, d: int, n: int, rng: np.random.Generator) -> Blocks:
         raise NotImplementedError
@@ -93,6 +101,15 @@ class Task:
         each batch), or None where the task has none. They must carry first-order signal that the full
         problems lack: in addition, (a + b + c) mod 10 is uncorrelated with each digit alone."""
         return None
+
+    def problem_counts(self, split: str) -> dict[int, int] | None:
+        """Problems per difficulty in ``split`` of a finite problem set; None for a generator."""
+        return None
+
+    def split_blocks(self, d: int, n: int, split: str, rng: np.random.Generator, easy: bool = False) -> Blocks:
+        """n problems of difficulty d from ``split`` ('train', 'eval' or 'any'); ``easy``: from
+        ``easy_blocks``. A prompt belongs to the held-out 'eval' split when its hash is 0 mod 8."""
+        return hashed_split_blocks(self, d, n, split, rng, easy)
 
     def check(self, gen_NxG, key_NxK, xp=np):
         """0/1 reward per row of generations (numpy or, with ``xp=jax.numpy``, inside jit) against each
@@ -146,9 +163,8 @@ def prompt_hash(prompt: np.ndarray) -> np.ndarray:
     return h
 
 
-def _blocks_for_split(task: Task, d: int, n: int, split: str, rng: np.random.Generator, easy: bool = False) -> Blocks:
-    """n examples at difficulty d whose prompts fall in ``split`` ('train', 'eval' or 'any'); ``easy``:
-    from ``task.easy_blocks``."""
+def hashed_split_blocks(task: Task, d: int, n: int, split: str, rng: np.random.Generator, easy: bool) -> Blocks:
+    """``Task.split_blocks`` of a generator: draw problems until n of them fall in ``split``."""
     make = task.easy_blocks if easy else task.blocks
     if split == "any":
         return make(d, n, rng)
@@ -199,9 +215,9 @@ def generate(
         n_easy = 0
         if easy_frac > 0 and task.easy_blocks(d, 1, np.random.default_rng(0)) is not None:
             n_easy = int(rng.binomial(len(rows), easy_frac))
-        parts = [_blocks_for_split(task, d, len(rows) - n_easy, split, rng)] if n_easy < len(rows) else []
+        parts = [task.split_blocks(d, len(rows) - n_easy, split, rng)] if n_easy < len(rows) else []
         if n_easy:  # the easy ones are drawn last and land on random rows: the steps of a chunk stay alike
-            parts.append(_blocks_for_split(task, d, n_easy, split, rng, easy=True))
+            parts.append(task.split_blocks(d, n_easy, split, rng, easy=True))
             rows = rng.permutation(rows)
         b = Blocks.concat(parts)
         L, W, A = b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
