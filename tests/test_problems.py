@@ -201,3 +201,28 @@ def test_reasoning_gym_difficulties_from_levels_or_the_curriculum():
     first = next(i for i, p in enumerate(task.problems) if p.difficulty == 1)
     p = task.problems[first]
     assert task.score(p, p.answer) == 1.0 and task.score(p, f"1{p.answer}") == 0.0 and task.score(p, None) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ("{jsonl: EX, checker: bogus}", r"task: unknown checker 'bogus'; choose one of \['exact', 'numeric', 'math'\]"),
+        ("{jsonl: EX, tolerance: -1}", r"task: tolerance: expected a number >= 0, got -1.0"),
+        ("{jsonl: missing.jsonl}", r"task: missing.jsonl: no such problem file"),
+        ("{checker: exact}", r"task: expected exactly one of jsonl or reasoning_gym"),
+        (
+            "{jsonl: EX, checker: numeric}\neval: {difficulties: [1, 4]}",
+            r"eval.difficulties: expected \[lo, hi\] with 1",
+        ),
+    ],
+)
+def test_bad_task_settings_are_config_errors_before_compute(tmp_path, task, message):
+    from scaling.config import ConfigError
+    from scaling.plan import make_plan
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"task: {task.replace('EX', str(EXAMPLE))}\nmodels: [d32]\ntrain: {{steps: 10, difficulties: [1, 2]}}\n"
+    )
+    with pytest.raises(ConfigError, match=message):
+        make_plan(config)

@@ -56,6 +56,8 @@ class AnswerChecker:
     def __post_init__(self):
         if self.kind not in CHECKERS:
             raise TaskError(f"unknown checker {self.kind!r}; choose one of {list(CHECKERS)}")
+        if not self.tolerance >= 0:
+            raise TaskError(f"tolerance: expected a number >= 0, got {self.tolerance!r}")
         if self.kind == "math":
             _math_verify()
 
