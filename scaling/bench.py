@@ -356,19 +356,17 @@ def bench_rl_host(
     from scaling.optim import TrainState, optimizer
     from scaling.rl import B2, rl_chunk, rl_chunk_host
 
-    task, cfg, params, hp, batch, spec = _rl_setup(preset, prompts, group_size)
+    _, cfg, params, hp, batch, spec = _rl_setup(preset, prompts, group_size)
     opt = optimizer(hp.optim, b2=B2).init(params)
     state_R = jax.tree.map(lambda x: jnp.asarray(x)[None], TrainState(np.int32(0), params, opt))
     ref_R = jax.tree.map(lambda x: x[None], params)
     batches_R = jax.tree.map(lambda x: np.broadcast_to(x, (1, chunk, *x.shape)), batch)
     keys_R = jax.random.split(jax.random.key(1), chunk)[None]
 
-    def run(chunk_fn, **kw):
-        return chunk_fn(cfg, jax.tree.map(jnp.copy, state_R), ref_R, batches_R, keys_R, hp, spec=spec, **kw)[1]
+    def run(chunk_fn):
+        return chunk_fn(cfg, jax.tree.map(jnp.copy, state_R), ref_R, batches_R, keys_R, hp, spec=spec)[1]
 
-    fused, host = _best_of(
-        lambda: run(rl_chunk)["loss"], lambda: run(rl_chunk_host, check=task.check)["loss"], repeats=repeats
-    )
+    fused, host = _best_of(lambda: run(rl_chunk)["loss"], lambda: run(rl_chunk_host)["loss"], repeats=repeats)
     return {
         "model": preset,
         "completions_per_step": prompts * group_size,
@@ -392,7 +390,7 @@ def _host_check_ms(n: int) -> float:
     for i, p in enumerate(ex.prompt_len):
         gen_NxG[i, : T - p] = ex.tokens[i, p:]
     key_NxK = np.where(np.arange(n)[:, None] % 2 == 0, ex.key, np.roll(ex.key, 1, 0))
-    return min(_timed(lambda: task.check(gen_NxG, key_NxK))[0] for _ in range(5))
+    return _best_of(lambda: task.check(gen_NxG, key_NxK), repeats=5)
 
 
 def bench_tracking(preset: str = "d64", steps: int = 400, repeats: int = 3) -> dict:

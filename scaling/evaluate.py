@@ -4,7 +4,7 @@ strategies (thinking budgets, majority vote, pass@k, best-of-n, re-thinking) wit
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import jax
 import jax.numpy as jnp
@@ -20,11 +20,17 @@ from scaling.tasks import Examples, Task, answer_span, first_eot, generate, writ
 from scaling.tokenizer import PAD
 
 
+@functools.lru_cache(maxsize=16)
 def eval_examples(task: Task, ec: EvalConfig) -> Examples:
-    """The fixed held-out evaluation set: ``n_per_difficulty`` problems at each eval difficulty."""
+    """The fixed held-out evaluation set: ``n_per_difficulty`` problems at each eval difficulty. Built once
+    per (task, settings) in a process, since every strategy of an eval stage scores the same problems;
+    its arrays are read-only."""
     lo, hi = ec.difficulties
     d = np.repeat(np.arange(lo, hi + 1), ec.n_per_difficulty)
-    return generate(task, d, np.random.default_rng(ec.seed), split="eval")
+    ex = generate(task, d, np.random.default_rng(ec.seed), split="eval")
+    for array in astuple(ex):
+        array.setflags(write=False)
+    return ex
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new"))
@@ -293,8 +299,8 @@ def rethink_in_context(cfg: ModelConfig, params_R, seeds, task: Task, ex: Exampl
     length_RxN = np.broadcast_to(ex.prompt_len, (R, N)).copy()
     gens = []
     for r in range(rounds):
-        padded = [left_pad(context_RxNxT[i], length_RxN[i], width=width) for i in range(R)]
-        prompts, valid = np.stack([p for p, _ in padded]), np.stack([v for _, v in padded])
+        prompts, valid = left_pad(context_RxNxT.reshape(R * N, -1), length_RxN.reshape(-1), width=width)
+        prompts, valid = prompts.reshape(R, N, width), valid.reshape(R, N, width)
         keys = jax.vmap(lambda s, r=r: jax.random.fold_in(jax.random.key(s + 104729), r))(
             jnp.asarray(seeds, jnp.uint32)
         )
@@ -304,10 +310,8 @@ def rethink_in_context(cfg: ModelConfig, params_R, seeds, task: Task, ex: Exampl
         gens.append(gen_RxNxG)
         _, end_RxN = answer_span(gen_RxNxG.reshape(R * N, G))
         used_RxN = np.minimum(end_RxN + 1, G).reshape(R, N)  # the round through its <eos>
-        for i in range(R):
-            for n in range(N):
-                k = used_RxN[i, n]
-                context_RxNxT[i, n, length_RxN[i, n] : length_RxN[i, n] + k] = gen_RxNxG[i, n, :k]
+        i, n, g = np.nonzero(np.arange(G) < used_RxN[..., None])
+        context_RxNxT[i, n, length_RxN[i, n] + g] = gen_RxNxG[i, n, g]
         length_RxN += used_RxN
     return np.stack(gens)
 
@@ -330,9 +334,11 @@ def rethink_context_rows(
         spent_UxN = np.stack([t + a for t, a, _ in split])
         answers_UxN = [a for _, _, a in split]
         think_UxN = np.stack([t for t, _, _ in split])
+        # the round the uncapped loop stops at (0-based): where two consecutive answers first agree, else
+        # the last; a cap of k rounds stops at the earlier of that and round k
+        first_N = np.array([_rethink([a[n] for a in answers_UxN])[0] - 1 for n in range(len(ex))])
         for cap in range(1, rounds + 1):
-            # the round the loop stops at (0-based): where two consecutive answers first agree, else the last
-            stop_N = np.array([_rethink([a[n] for a in answers_UxN[:cap]])[0] - 1 for n in range(len(ex))])
+            stop_N = np.minimum(first_N, cap - 1)
             used_UxN = np.arange(rounds)[:, None] <= stop_N[None, :]
             rows.append(
                 pd.DataFrame(

@@ -112,7 +112,7 @@ def _setting_type(path: str, where: str) -> Any:
             raise ConfigError(f"{where}: {path!r} names no setting{hint}")
         tp = hints[part]
         classes = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
-        if len(classes) == 1 and (i < len(parts) - 1 or len(typing.get_args(tp)) == 2):
+        if len(classes) == 1:
             tp = classes[0]  # X | None, or the mapping form of a setting that may also be a name (task)
         if i < len(parts) - 1:
             if not dataclasses.is_dataclass(tp):
@@ -319,9 +319,10 @@ def epochs(run: RunConfig, kind: str) -> float | None:
 def _warn_repeats(plan: Plan) -> None:
     """One warning per stage kind whose budget draws a finite problem set's training split more than once."""
     for kind, what in (("train", "supervised training"), ("rl", "RL")):
-        most = max((epochs(plan.runs[n], kind) or 0.0 for n, s in plan.stages.items() if s.kind == kind), default=0)
+        passes = [(epochs(plan.runs[n], kind) or 0.0, plan.runs[n]) for n, s in plan.stages.items() if s.kind == kind]
+        most, run = max(passes, key=lambda p: p[0], default=(0.0, None))
         if most > 1:
-            task = get_task(plan.runs[next(iter(plan.runs))].task)
+            task = get_task(run.task)
             warnings.warn(
                 f"{plan.source}: {what} repeats the training problems of task {task.name!r} "
                 f"({task.source}) up to {most:.1f} times (epochs); `--dry-run` lists them per stage",

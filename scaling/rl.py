@@ -231,8 +231,8 @@ def _learn_seeds(cfg, state_R: TrainState, ref_R, batch_R: PromptBatch, gen_R, c
     return over_seeds(one_seed, state_R, ref_R, batch_R, gen_R, correct_R, keys_R)
 
 
-def rl_chunk_host(cfg, state_R: TrainState, ref_R, batches_RxC: PromptBatch, keys_RxC, hp: RLHyper, *, spec, check):
-    """``rl_chunk`` for a checker that runs on the host, ``check(gen_NxG, key_NxK) -> reward_N`` (numpy):
+def rl_chunk_host(cfg, state_R: TrainState, ref_R, batches_RxC: PromptBatch, keys_RxC, hp: RLHyper, *, spec):
+    """``rl_chunk`` for a checker that runs on the host, ``spec.check(gen_NxG, key_NxK) -> reward_N`` (numpy):
     per step, one compiled program samples every seed's completions, the host scores them, and another
     program updates. With the same keys it takes the fused chunk's steps."""
     Q, steps = spec.group_size, batches_RxC.prompts_PxL.shape[1]
@@ -241,7 +241,7 @@ def rl_chunk_host(cfg, state_R: TrainState, ref_R, batches_RxC: PromptBatch, key
         batch_R = jax.tree.map(lambda x, c=c: x[:, c], batches_RxC)
         gen_R = _sample_seeds(cfg, state_R.params, batch_R, keys_RxC[:, c], hp, spec=spec)
         keys_NxK = np.repeat(np.asarray(batch_R.key_PxK), Q, axis=1)
-        correct_R = np.stack([check(g, k) for g, k in zip(np.asarray(gen_R), keys_NxK)]).astype(np.float32)
+        correct_R = np.stack([spec.check(g, k) for g, k in zip(np.asarray(gen_R), keys_NxK)]).astype(np.float32)
         state_R, m = _learn_seeds(cfg, state_R, ref_R, batch_R, gen_R, correct_R, keys_RxC[:, c], hp, spec=spec)
         rows.append(m)
     return state_R, jax.tree.map(lambda *x: jnp.stack(x, axis=1), *rows)

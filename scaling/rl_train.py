@@ -17,7 +17,7 @@ from scaling.rl import B2, PromptBatch, RLHyper, RLSpec, band_weights, rl_chunk,
 from scaling.sample import left_pad
 from scaling.settings import EvalConfig, RLConfig
 from scaling.specs import ModelConfig
-from scaling.tasks import Task, exact_answer, generate
+from scaling.tasks import Task, generate
 from scaling.tokenizer import PAD
 from scaling.train import replicated
 
@@ -91,8 +91,7 @@ def rl_train(
     levels = np.arange(lo, hi + 1)
     pass_rate = np.full(len(levels), 0.5)  # optimistic start: every level is sampled
     host = not task.in_graph if host_check is None else host_check
-    check = exact_answer if host else task.check  # the fused step's checker (unused on the host path)
-    spec = RLSpec(rc.group_size, task.max_new_tokens(levels), rc.advantage, rc.clip, rc.inner_epochs, check)
+    spec = RLSpec(rc.group_size, task.max_new_tokens(levels), rc.advantage, rc.clip, rc.inner_epochs, task.check)
     hp = rl_hyper(rc)
     # Every input of the compiled chunk sits where its outputs will (replicated over the devices), so the
     # second chunk reuses the first one's program.
@@ -117,7 +116,7 @@ def rl_train(
             seeds_R
         )
         if host:
-            state_R, m = rl_chunk_host(cfg, state_R, ref_R, batch_R, keys_RxC, hp, spec=spec, check=task.check)
+            state_R, m = rl_chunk_host(cfg, state_R, ref_R, batch_R, keys_RxC, hp, spec=spec)
         else:
             state_R, m = rl_chunk(cfg, state_R, ref_R, batch_R, keys_RxC, hp, spec=spec)
         m = jax.tree.map(np.asarray, m)  # one host fetch per chunk

@@ -8,6 +8,7 @@ to the next ids (built-in prompts end in '?'); the byte tokenizer closes a promp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,13 +106,9 @@ class Tokenizer:
 
     name: str
     vocab_size: int
-
-    def encode(self, text: str) -> np.ndarray:
-        return encode(text) if self.name == "chars" else byte_encode(text)
-
-    def decode(self, ids, keep_specials: bool = True) -> str:
-        return decode(ids, keep_specials) if self.name == "chars" else byte_decode(ids, keep_specials)
+    encode: Callable[[str], np.ndarray]
+    decode: Callable[..., str]  # (ids, keep_specials=True) -> text
 
 
-CHAR_TOKENIZER = Tokenizer("chars", VOCAB_SIZE)
-BYTE_TOKENIZER = Tokenizer("bytes", BYTE_OFFSET + 256)
+CHAR_TOKENIZER = Tokenizer("chars", VOCAB_SIZE, encode, decode)
+BYTE_TOKENIZER = Tokenizer("bytes", BYTE_OFFSET + 256, byte_encode, byte_decode)

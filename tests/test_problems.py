@@ -226,3 +226,15 @@ def test_bad_task_settings_are_config_errors_before_compute(tmp_path, task, mess
     )
     with pytest.raises(ConfigError, match=message):
         make_plan(config)
+
+
+def test_a_sweep_over_tasks_warns_about_repeats_naming_the_problem_set(tmp_path):
+    from scaling.plan import make_plan
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"axes: {{task: [add, {{jsonl: {EXAMPLE}, checker: numeric}}]}}\n"
+        "models: [d32]\ntrain: {steps: 2000, batch_size: 32, difficulties: [1, 2]}\neval: {difficulties: [1, 3]}\n"
+    )
+    with pytest.warns(UserWarning, match=r"supervised training repeats the training problems of task 'word_problems'"):
+        make_plan(config)

@@ -128,15 +128,22 @@ def _hash_held_out(prompts: list[np.ndarray]) -> np.ndarray:
     return held
 
 
-def read_jsonl(path: str | Path, checker: AnswerChecker) -> list[Problem]:
-    """The problems of a JSONL file, validated: TaskError naming the file, the line and the field."""
-    path = Path(path)
+def _read(path: Path) -> bytes:
     try:
-        lines = path.read_bytes().split(b"\n")
+        return path.read_bytes()
     except OSError as e:
         raise TaskError(f"{path}: cannot read the problem file ({e.strerror})") from None
+
+
+def read_jsonl(path: str | Path, checker: AnswerChecker) -> list[Problem]:
+    """The problems of a JSONL file, validated: TaskError naming the file, the line and the field."""
+    return parse_jsonl(_read(Path(path)), Path(path), checker)
+
+
+def parse_jsonl(data: bytes, path: Path, checker: AnswerChecker) -> list[Problem]:
+    """``read_jsonl`` of the bytes ``data`` read from ``path`` (named in the errors)."""
     problems, ids, unknown = [], {}, {}
-    for n, raw in enumerate(lines, 1):
+    for n, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
             continue
         where = f"{path}:{n}"
@@ -159,7 +166,7 @@ def read_jsonl(path: str | Path, checker: AnswerChecker) -> list[Problem]:
     if unknown:
         first = sorted(unknown.items(), key=lambda kv: (kv[1], kv[0]))
         listed = ", ".join(f"{k!r} (first on line {n})" for k, n in first)
-        warnings.warn(f"{path}: ignoring unknown keys {listed}; known keys: {list(KEYS)}", stacklevel=2)
+        warnings.warn(f"{path}: ignoring unknown keys {listed}; known keys: {list(KEYS)}", stacklevel=3)
     return problems
 
 
@@ -190,8 +197,9 @@ def _problem(row: dict, where: str, checker: AnswerChecker) -> Problem:
 def file_task(path: str | Path, checker: AnswerChecker, name: str | None = None) -> ProblemSet:
     """The problem set of a JSONL file, named after the file unless ``name`` is given; its identity is the
     digest of the file's bytes and the checker, so editing the file invalidates the results made with it."""
-    problems = read_jsonl(path, checker)
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    data = _read(Path(path))  # read once: the problems and the digest are of the same bytes
+    problems = parse_jsonl(data, Path(path), checker)
+    digest = hashlib.sha256(data).hexdigest()[:16]
     name = name or Path(path).stem
     identity = {"name": name, "jsonl_sha256": digest, "checker": checker.kind, "tolerance": checker.tolerance}
     return ProblemSet(name, problems, lambda p, text: float(checker(text, p.answer)), identity, str(path))
