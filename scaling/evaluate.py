@@ -33,6 +33,43 @@ def eval_examples(task: Task, ec: EvalConfig) -> Examples:
     return ex
 
 
+SCORE_BYTES = 2**31  # attention scores one block of rows may hold: long traces are decoded in smaller blocks
+
+
+def block_rows(cfg: ModelConfig, n_seeds: int, queries: int, keys: int, n: int, cap: int | None = None) -> int:
+    """Rows per block for ``n`` rows: ``cap`` (default n; one compiled shape for every call) where the
+    attention scores of that many rows' widest pass (seeds x rows x heads x queries x keys float32: a
+    prefill of ``queries`` prompt tokens over a cache of ``keys`` slots) stay within SCORE_BYTES, else as
+    many as fit, and no more than n."""
+    cap = n if cap is None else cap
+    fit = SCORE_BYTES // (4 * n_seeds * cfg.n_heads * queries * keys)
+    return int(cap if fit >= cap else max(1, min(fit, n)))
+
+
+def in_blocks(fn, rows: int, arrays, *, axis: int = 0, out_axis: int = 0) -> np.ndarray:
+    """``fn(block, *parts)`` over blocks of ``rows`` rows (along ``axis``) of ``arrays``, the outputs
+    joined along ``out_axis``. A last block that is short is padded with copies of its first row, so
+    that every call has one shape (one compiled program), and the padding is dropped from its output."""
+    n = arrays[0].shape[axis]
+    outs = []
+    for block, start in enumerate(range(0, n, rows)):
+        parts = [np.take(a, np.arange(start, min(start + rows, n)), axis=axis) for a in arrays]
+        pad = rows - parts[0].shape[axis]
+        if pad:
+            parts = [
+                np.concatenate([p, np.repeat(np.take(p, [0], axis=axis), pad, axis=axis)], axis=axis) for p in parts
+            ]
+        out = np.asarray(fn(block, *parts))
+        outs.append(np.take(out, np.arange(rows - pad), axis=out_axis))
+    return np.concatenate(outs, axis=out_axis)
+
+
+def block_keys(keys_R, block: int):
+    """Per-seed sampling keys of a block of rows: the keys themselves for the first, folded with the block
+    index after it (so that a sweep decoded in one block keeps its samples)."""
+    return keys_R if block == 0 else jax.vmap(jax.random.fold_in, (0, None))(keys_R, block)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new"))
 def decode_seeds(cfg: ModelConfig, params_R, prompts_BxL, valid_BxL, keys_R, temperature, *, max_new: int):
     """(R, B, G): every seed's model continues the same prompts (greedy at temperature 0)."""
@@ -70,21 +107,16 @@ def accuracy_table(
     prompts, valid = left_pad(np.repeat(ex.tokens, reps, 0), np.repeat(ex.prompt_len, reps))
     key = np.repeat(ex.key, reps, 0)
     temp = jnp.float32(temperature if samples else 0.0)
-    rewards, thinking, written = [], [], []
-    for block, start in enumerate(range(0, len(prompts), batch)):
-        sl = slice(start, start + batch)
-        p, v = prompts[sl], valid[sl]
-        pad = batch - len(p)  # keep one compiled shape: pad the last block
-        if pad:
-            p, v = np.concatenate([p, np.repeat(p[:1], pad, 0)]), np.concatenate([v, np.repeat(v[:1], pad, 0)])
-        keys = jax.vmap(lambda s, b=block: jax.random.fold_in(jax.random.key(s), b))(jnp.asarray(seeds, jnp.uint32))
-        gen_RxBxG = np.asarray(decode_seeds(cfg, params_R, p, v, keys, temp, max_new=max_new))[:, : batch - pad]
-        rewards.append(np.stack([task.check(g, key[sl]) for g in gen_RxBxG]))
-        tokens = [written_tokens(g) for g in gen_RxBxG]
-        thinking.append(np.stack([t for t, _ in tokens]))
-        written.append(np.stack([t + a for t, a in tokens]))
-    reward_RxN = np.concatenate(rewards, axis=1)
-    thinking_RxN, total_RxN = np.concatenate(thinking, axis=1), np.concatenate(written, axis=1)
+
+    def block(b, p, v):
+        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), b))(jnp.asarray(seeds, jnp.uint32))
+        return decode_seeds(cfg, params_R, p, v, keys, temp, max_new=max_new)
+
+    rows = block_rows(cfg, len(seeds), prompts.shape[1], cfg.max_len, len(prompts), batch)
+    gen_RxNxG = in_blocks(block, rows, (prompts, valid), out_axis=1)
+    reward_RxN = np.stack([task.check(g, key) for g in gen_RxNxG])
+    tokens = [written_tokens(g) for g in gen_RxNxG]
+    thinking_RxN, total_RxN = np.stack([t for t, _ in tokens]), np.stack([t + a for t, a in tokens])
     difficulty = np.repeat(ex.difficulty, reps)
     rows = []
     for i, seed in enumerate(seeds):
@@ -132,16 +164,14 @@ def task_loss_table(cfg: ModelConfig, params_R, seeds, task: Task, ec: EvalConfi
     Sums run over all problems of a difficulty before dividing (a corpus rate, as bits per byte are)."""
     ex = eval_examples(task, ec)
     masks_MxNxT1 = np.stack([ex.answer_mask, ex.loss_mask])
-    sums = []
-    for start in range(0, len(ex), batch):
-        sl = slice(start, start + batch)
-        tokens, masks = ex.tokens[sl], masks_MxNxT1[:, sl]
-        pad = batch - len(tokens)  # one compiled shape: pad the last block with empty masks
-        if pad:
-            tokens = np.concatenate([tokens, np.repeat(tokens[:1], pad, 0)])
-            masks = np.concatenate([masks, np.zeros((2, pad, masks.shape[2]), masks.dtype)], axis=1)
-        sums.append(np.asarray(masked_nll_seeds(cfg, params_R, tokens, masks))[:, :, : batch - pad])
-    nll_RxMxN = np.concatenate(sums, axis=2)
+    T = ex.tokens.shape[1]
+    rows = block_rows(cfg, len(seeds), T, T, len(ex), batch)
+    nll_RxMxN = in_blocks(
+        lambda b, tokens, masks: masked_nll_seeds(cfg, params_R, tokens, np.moveaxis(masks, 0, 1)),
+        rows,
+        (ex.tokens, np.moveaxis(masks_MxNxT1, 1, 0)),
+        out_axis=2,
+    )
     tokens_M = masks_MxNxT1.sum(axis=2)  # (2, N): answer + <eos>; trace + <eot> + answer + <eos>
     chars_M = np.stack([ex.answer_len, masks_MxNxT1[1].sum(axis=1) - 2])  # without <eot> and <eos>
     rows = []
@@ -205,8 +235,11 @@ def budget_rows(cfg: ModelConfig, params_R, seeds, task: Task, ec: EvalConfig, b
     ex = eval_examples(task, ec)
     answer_len = int(ex.answer_len.max()) + 1
     prompts, valid = left_pad(ex.tokens, ex.prompt_len)
-    gen_RxUxNxG = np.asarray(
-        decode_budgets_seeds(cfg, params_R, prompts, valid, budgets=budgets, answer_len=answer_len)
+    gen_RxUxNxG = in_blocks(
+        lambda b, p, v: decode_budgets_seeds(cfg, params_R, p, v, budgets=budgets, answer_len=answer_len),
+        block_rows(cfg, len(seeds), prompts.shape[1], cfg.max_len, len(ex)),
+        (prompts, valid),
+        out_axis=2,
     )
     reference_N = first_eot(ex.tokens) - ex.prompt_len  # thinking tokens of each reference trace
     rows = []
@@ -261,7 +294,14 @@ def sampling_rows(
     max_new = task.max_new_tokens(range(ec.difficulties[0], ec.difficulties[1] + 1))
     prompts, valid = left_pad(np.repeat(ex.tokens, n, axis=0), np.repeat(ex.prompt_len, n))
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32) + 7919)
-    gen_RxNxG = np.asarray(decode_seeds(cfg, params_R, prompts, valid, keys, jnp.float32(temperature), max_new=max_new))
+    gen_RxNxG = in_blocks(
+        lambda b, p, v: decode_seeds(
+            cfg, params_R, p, v, block_keys(keys, b), jnp.float32(temperature), max_new=max_new
+        ),
+        block_rows(cfg, len(seeds), prompts.shape[1], cfg.max_len, len(prompts)),
+        (prompts, valid),
+        out_axis=1,
+    )
     rows = []
     for r, seed in enumerate(seeds):
         samples = _Samples.of(task, ex, gen_RxNxG[r], n)
@@ -304,8 +344,14 @@ def rethink_in_context(cfg: ModelConfig, params_R, seeds, task: Task, ex: Exampl
         keys = jax.vmap(lambda s, r=r: jax.random.fold_in(jax.random.key(s + 104729), r))(
             jnp.asarray(seeds, jnp.uint32)
         )
-        gen_RxNxG = np.asarray(
-            decode_contexts(cfg, params_R, prompts, valid, keys, jnp.float32(temperature), max_new=G)
+        gen_RxNxG = in_blocks(
+            lambda b, p, v, keys=keys: decode_contexts(
+                cfg, params_R, p, v, block_keys(keys, b), jnp.float32(temperature), max_new=G
+            ),
+            block_rows(cfg, R, width, cfg.max_len, N),
+            (prompts, valid),
+            axis=1,
+            out_axis=1,
         )
         gens.append(gen_RxNxG)
         _, end_RxN = answer_span(gen_RxNxG.reshape(R * N, G))

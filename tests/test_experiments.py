@@ -21,3 +21,21 @@ def test_experiment_configs_plan_and_quote_their_compute(path):
         estimate_flops(plan.runs[name], stage.kind) for name, stage in plan.stages.items() if stage.kind in kinds
     )
     assert total == pytest.approx(float(quoted.group(1)), rel=0.1), path.name
+
+
+def test_accelerator_thinking_config_decodes_thousands_of_thinking_tokens(tmp_path):
+    """experiments/thinking_gpu.yaml end to end on a tiny model (d32, 2 training steps of 4 searches; fewer
+    and smaller eval problems): an untrained model rarely ends its thinking, so the largest budget spends
+    thousands of tokens, decoded from one pass with every other budget."""
+    from scaling.sweep import run_sweep
+
+    config = Path(__file__).parent.parent / "experiments" / "thinking_gpu.yaml"
+    tiny = ["models=[d32]", "train.steps=2", "train.chunk_steps=2", "train.batch_size=4"]
+    tiny += ["eval.difficulties=[1, 3]", "eval.n_per_difficulty=2", "testtime.n_per_difficulty=1", "testtime.ks=[1, 2]"]
+    results = run_sweep(config, tmp_path, tiny, progress=False).results
+    budget = results[results.strategy == "budget"]
+    assert sorted(budget.budget.dropna().unique()) == [0, 16, 32, 64, 128, 256, 512, 1024, 2048]
+    assert budget[budget.budget == 2048].thinking_tokens.max() > 1000
+    assert (budget.thinking_tokens <= budget.budget + 1e-9).all()
+    assert set(results.difficulty) == {1, 2, 3} and (results.task == "path_long").all()
+    assert {"rethink_context", "majority", "oracle"} <= set(results.strategy)

@@ -2,6 +2,7 @@ import math
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 from scaling.errors import ScalingError
@@ -170,3 +171,27 @@ def test_rethinking_in_context_continues_the_earlier_rounds():
     assert (spent[1] <= spent[2]).all() and (spent[2] > spent[1]).any()
     k1 = rows[(rows["k"] == 1) & (rows["seed"] == 0)]
     np.testing.assert_array_equal(k1["correct"], task.check(gen[0, 0], ex.key))
+
+
+def test_rows_split_into_blocks_within_the_attention_memory_give_the_same_greedy_results(monkeypatch):
+    """Long traces are decoded in blocks of rows whose attention scores fit ``SCORE_BYTES`` (greedy accuracy
+    and sampling through the same ``in_blocks``): task loss and every budget come out as from one block,
+    the last block padded."""
+    import scaling.evaluate as ev
+
+    task, ec = get_task("add"), EvalConfig(difficulties=(1, 2), n_per_difficulty=5)
+    cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=64)
+    params = jax.vmap(lambda k: init_params(cfg, k))(jax.vmap(jax.random.key)(np.arange(2, dtype=np.uint32)))
+    L = int(eval_examples(task, ec).prompt_len.max())
+
+    def tables():
+        return (
+            ev.task_loss_table(cfg, params, [0, 1], task, ec, batch=10),
+            budget_rows(cfg, params, [0, 1], task, ec, [0, 2, 8]),
+        )
+
+    whole = tables()
+    monkeypatch.setattr(ev, "SCORE_BYTES", 4 * 2 * cfg.n_heads * L * cfg.max_len * 3)  # 3 of 10 rows a block
+    assert ev.block_rows(cfg, 2, L, cfg.max_len, 10) == 3 and ev.block_rows(cfg, 2, L, cfg.max_len, 10, 512) == 3
+    for a, b in zip(whole, tables(), strict=True):
+        pd.testing.assert_frame_equal(a, b)

@@ -12,17 +12,18 @@ from scaling.sample import decode as sample
 from scaling.specs import ModelConfig
 from scaling.tasks import first_eot, generate, get_task
 from scaling.tasks.base import HELD_OUT_MODULUS, prompt_hash
-from scaling.tasks.search import nodes, path_answer
+from scaling.tasks.search import node_codes, path_answer
 from scaling.tokenizer import EOS, EOT, PAD, VOCAB_SIZE, decode, encode
 
-TASK = get_task("path")
+TASK, LONG = get_task("path"), get_task("path_long")
 IN_JIT = jax.jit(lambda g, k: path_answer(g, k, jnp))
 
 
-def both(gen, key):
+def both(gen, key, task=TASK):
     """The numpy verdicts, after asserting that the jitted jax.numpy checker agrees."""
-    host = path_answer(gen, key)
-    np.testing.assert_array_equal(np.asarray(IN_JIT(jnp.asarray(gen), jnp.asarray(key))), host)
+    host = task.check(gen, key)
+    in_jit = IN_JIT if task is TASK else jax.jit(lambda g, k: task.check(g, k, jnp))
+    np.testing.assert_array_equal(np.asarray(in_jit(jnp.asarray(gen), jnp.asarray(key))), host)
     return host.tolist()
 
 
@@ -38,8 +39,10 @@ def answers(*texts, G=40):
     return np.stack(rows)
 
 
-def key_of(start, goal, edges):
-    ids = encode(start + goal + "".join(u + v for u, v in edges.split()))
+def key_of(start, goal, edges, M=1):
+    """The checker's key of a graph whose node names have M letters: start, goal, then 'uv' edges."""
+    names = [start, goal, *(e[i : i + M] for e in edges.split() for i in (0, M))]
+    ids = node_codes(np.stack([encode(n) for n in names]))[0]
     return np.pad(ids, (0, 20 - len(ids))).astype(np.int32)
 
 
@@ -81,16 +84,43 @@ def test_checker_never_crashes_and_pad_is_never_an_edge():
     assert both(long, key[None]) == [0.0]
 
 
-def replay(text):
-    """Check that a generated problem's trace is the depth-first search it describes, from its text alone;
-    return (the path found, the children lists)."""
+def test_checker_reads_names_of_two_letters():
+    # ab -> cd -> ef, ab -> ce -> ef; 'ce' and 'cd' share a letter, 'ab' + 'c' is no name
+    key = key_of("ab", "ef", "abcd cdef abce ceef", M=2)
+    cases = {
+        "|abcdef": 1,
+        "|abceef": 1,
+        "|abef": 0,  # no edge ab -> ef
+        "|abcdefe": 0,  # an odd number of letters: not a list of names
+        "|abcdce": 0,  # ends at ce, not the goal
+        "|acdef": 0,
+        "|ab  cdef": 0,  # a blank is no name
+        "|abcd": 0,
+        "|ab": 0,
+    }
+    gen = answers(*cases)
+    assert both(gen, np.stack([key] * len(cases)), LONG) == [float(v) for v in cases.values()]
+    rng = np.random.default_rng(0)
+    garbage = rng.integers(-5, VOCAB_SIZE + 20, (64, 30)).astype(np.int32)
+    garbage[:, 0] = EOT
+    assert set(both(garbage, np.stack([key] * 64), LONG)) <= {0.0, 1.0}
+    # an id outside the vocabulary never spells a name, even where its code would match one
+    a, b = encode("ab")
+    spoof = np.array([[EOT, a - 1, b + VOCAB_SIZE, *encode("cdef"), EOS]], np.int32)
+    assert both(spoof, key[None], LONG) == [0.0]
+
+
+def replay(text, M=1):
+    """Check that a generated problem's trace is the depth-first search it describes (node names of M
+    letters), from its text alone; return (the path found as a list of names, the children lists)."""
     prompt, rest = text.removeprefix("<bos>").split("?")
-    start, goal = prompt[2], prompt[4]
-    children = {item[0]: item[2:] for item in prompt[6:].split(" ") if ":" in item}
+    start, goal = prompt[2 : 2 + M], prompt[3 + M : 3 + 2 * M]
+    lists = [item.split(":") for item in prompt[4 + 2 * M :].split(" ") if ":" in item]
+    children = {u: [c[i : i + M] for i in range(0, len(c.strip()), M)] for u, c in lists}
     thinking = rest.split("<eot>")[0]
     seen, stack, tried = {start}, [start], {start: 0}
     for step in thinking.split(" "):
-        u, op, v = step
+        u, op, v = step[:M], step[M], step[M + 1 :]
         assert u == stack[-1]
         todo = [c for c in children[u][tried[u] :] if c not in seen]
         if op == ">":
@@ -103,25 +133,27 @@ def replay(text):
             assert op == "-" and not todo and v == stack[-2], (step, text)  # back up only from a dead end
             stack.pop()
     assert stack[-1] == goal, text  # the search stops where it reaches the goal
-    return "".join(stack), children
+    return stack, children
 
 
-def test_traces_are_correct_searches_whose_paths_verify():
-    ex = generate(TASK, np.repeat(np.arange(1, TASK.max_difficulty + 1), 40), np.random.default_rng(0))
+@pytest.mark.parametrize(("task", "levels", "longest"), [(TASK, range(1, 9), 150), (LONG, (1, 2, 8), 2000)])
+def test_traces_are_correct_searches_whose_paths_verify(task, levels, longest):
+    ex = generate(task, np.repeat(levels, 40 if task is TASK else 8), np.random.default_rng(0))
     lengths = []
     for i in range(len(ex)):
         text = decode(ex.tokens[i])
-        path, children = replay(text)
-        assert text.split("<eot>")[1] == path + "<eos>"
-        assert len(children) == nodes(int(ex.difficulty[i]))
+        path, children = replay(text, task.name_len)
+        assert text.split("<eot>")[1] == "".join(path) + "<eos>"
+        assert len(children) == task.nodes(int(ex.difficulty[i]))
         lengths.append(first_eot(ex.tokens[i : i + 1])[0] - ex.prompt_len[i])
     lengths = np.array(lengths)
-    assert lengths.min() == 7 and lengths.max() > 150  # from two steps to hundreds of tokens
+    assert lengths.max() > longest  # hundreds of tokens on 26 nodes, thousands on 200
+    assert task is LONG or lengths.min() == 7  # two steps
     gen = np.stack([np.pad(ex.tokens[i, ex.prompt_len[i] :], (0, ex.prompt_len[i])) for i in range(len(ex))])
-    assert both(gen, ex.key) == [1.0] * len(ex)
+    assert both(gen, ex.key, task) == [1.0] * len(ex)
     # some nodes have two parents, so several paths can reach a goal: the trace reports one of them
     edges = ((ex.key != PAD).sum(1) - 2) // 2
-    assert (edges > np.array([nodes(int(d)) for d in ex.difficulty]) - 1).mean() > 0.5
+    assert (edges > np.array([task.nodes(int(d)) for d in ex.difficulty]) - 1).mean() > 0.5
 
 
 def test_budget_forcing_on_long_traces():
@@ -151,8 +183,8 @@ def test_no_above_range_or_held_out_problem_is_trained_on():
     above = generate(TASK, np.repeat([4, 5], 100), np.random.default_rng(3), split="eval")
     held = generate(TASK, np.repeat([1, 2, 3], 100), np.random.default_rng(4), split="eval")
     graph_nodes = [len(decode(t).split("?")[0].split(":")) - 1 for t in train.tokens]
-    assert max(graph_nodes) == nodes(3)  # training never sees a graph above its range
-    assert min(len(decode(t).split("?")[0].split(":")) - 1 for t in above.tokens) == nodes(4)
+    assert max(graph_nodes) == TASK.nodes(3)  # training never sees a graph above its range
+    assert min(len(decode(t).split("?")[0].split(":")) - 1 for t in above.tokens) == TASK.nodes(4)
 
     def prompts(ex):
         return {ex.tokens[i, : ex.prompt_len[i]].tobytes() for i in range(len(ex))}
@@ -169,7 +201,7 @@ def test_prompt_names_every_node_with_its_children(d):
         prompt = decode(t).removeprefix("<bos>").split("?")[0]
         items = prompt[6:].split(" ")
         names = [s[0] for s in items if ":" in s]
-        assert len(names) == len(set(names)) == nodes(d)
+        assert len(names) == len(set(names)) == TASK.nodes(d)
         assert prompt[2] in names and prompt[4] in names and prompt[2] != prompt[4]
 
 
@@ -187,4 +219,4 @@ def test_rl_prompt_batches_carry_each_graph_for_the_in_graph_checker():
         assert decode(key[:2]) == text[2] + text[4]  # start and goal
         edges = int((key[2:] != PAD).sum()) // 2
         assert edges == sum(len(item[2:].strip()) for item in text[6:].split(" ") if ":" in item)
-        assert len([item for item in text.split(" ") if ":" in item]) == nodes(int(d))
+        assert len([item for item in text.split(" ") if ":" in item]) == TASK.nodes(int(d))

@@ -13,7 +13,16 @@ from scaling.tasks.search import PathSearch
 from scaling.tasks.symbolic import Cipher, VariableChain
 
 TASKS: dict[str, Task] = {
-    t.name: t for t in (RunningSum(), Addition(), VariableChain(), Cipher(1), Cipher(3), PathSearch())
+    t.name: t
+    for t in (
+        RunningSum(),
+        Addition(),
+        VariableChain(),
+        Cipher(1),
+        Cipher(3),
+        PathSearch(),
+        PathSearch(name_len=2, first=0, step=25, max_nodes=200),
+    )
 }
 
 

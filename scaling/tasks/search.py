@@ -1,6 +1,6 @@
 """Path search by depth-first search with backtracking: a task whose trace is the search itself.
 
-A random directed acyclic graph on V = 2 + 3d named nodes (random letters; every node reachable from
+A random directed acyclic graph on V named nodes (random letters; every node reachable from
 the start, at most three children each, some nodes with two parents so that several paths can reach the
 goal) is given as adjacency lists in random order; the model must find a path from the start to the goal:
 
@@ -23,8 +23,11 @@ finished search, the node after u on the path is the last one the search went do
 lookup per answer token.
 
 The checker accepts any path along the graph's edges from the start to the goal, not one reference
-string: it reads the answer's letters and looks each consecutive pair up in the problem's edge list
+string: it reads the answer's node names and looks each consecutive pair up in the problem's edge list
 (the key), over numpy or jax.numpy.
+
+``path_long`` is the same search on graphs of 25 to 200 nodes named by two letters ('kq>fa kq:abcdef'),
+whose traces run to (4 + 2)(2V - 3) - 1 tokens: thousands of thinking tokens, for accelerators.
 """
 
 from __future__ import annotations
@@ -33,16 +36,10 @@ import numpy as np
 
 from scaling.tasks.base import Blocks, Task
 from scaling.tasks.checker import answer_span
-from scaling.tokenizer import LETTERS, PAD, encode
+from scaling.tokenizer import LETTERS, PAD, VOCAB_SIZE, encode
 
 MAX_CHILDREN = 3
-NAMES = "abcdefghijklmnopqrstuvwxyz"  # node names are single letters
-MAX_NODES = len(NAMES)
-
-
-def nodes(d: int) -> int:
-    """V: the number of nodes of a graph at difficulty d."""
-    return 2 + 3 * d
+NAMES = "abcdefghijklmnopqrstuvwxyz"  # the letters of node names (26 one-letter names)
 
 
 def random_dag(V: int, rng: np.random.Generator, extra_parent: float) -> list[list[int]]:
@@ -50,13 +47,18 @@ def random_dag(V: int, rng: np.random.Generator, extra_parent: float) -> list[li
     reachable from 0: node i > 0 gets a parent among the earlier nodes with room for a child, and with
     probability ``extra_parent`` a second one. Each list is shuffled (the order the search tries)."""
     children: list[list[int]] = [[] for _ in range(V)]
+    room = [0]  # the earlier nodes with room for a child, ascending (updated, not rebuilt: V in the hundreds)
     for i in range(1, V):
-        room = [j for j in range(i) if len(children[j]) < MAX_CHILDREN]
-        first = room[rng.integers(len(room))]
-        children[first].append(i)
-        others = [j for j in room if j != first and len(children[j]) < MAX_CHILDREN]
+        k = int(rng.integers(len(room)))
+        parents = [room[k]]
+        others = room[:k] + room[k + 1 :]
         if others and rng.random() < extra_parent:
-            children[others[rng.integers(len(others))]].append(i)
+            parents.append(others[rng.integers(len(others))])
+        for j in parents:
+            children[j].append(i)
+            if len(children[j]) == MAX_CHILDREN:
+                room.remove(j)
+        room.append(i)
     for c in children:
         rng.shuffle(c)
     return children
@@ -89,18 +91,32 @@ def depth_first(children: list[list[int]], start: int, goal: int) -> tuple[list[
     raise ValueError(f"goal {goal} is not reachable from {start}")  # random_dag makes every node reachable
 
 
-def path_answer(gen_NxG, key_NxK, xp=np):
+def node_codes(tokens_NxAxM, xp=np):
+    """(N, A) one integer per node name of M tokens (base VOCAB_SIZE; the token itself when M = 1), and
+    (N, A) whether each name's tokens are in the vocabulary (a name with an id outside it names no node)."""
+    M = tokens_NxAxM.shape[-1]
+    in_vocab_NxA = xp.all((tokens_NxAxM >= 0) & (tokens_NxAxM < VOCAB_SIZE), axis=-1)
+    code_NxA = tokens_NxAxM[..., 0]
+    for m in range(1, M):
+        code_NxA = code_NxA * VOCAB_SIZE + tokens_NxAxM[..., m]
+    return code_NxA, in_vocab_NxA
+
+
+def path_answer(gen_NxG, key_NxK, xp=np, name_len: int = 1, max_nodes: int = len(NAMES)):
     """1.0 where the answer (after the first <eot>, through <eos>) is a path along the key's edges from
-    its start to its goal, else 0.0. ``key`` = [start, goal, u1, v1, u2, v2, ...] token ids, PAD after
-    the last edge u -> v. Any token ids are fine (never an index: only comparisons)."""
-    G = gen_NxG.shape[1]
-    A = MAX_NODES  # a path in a DAG visits each node at most once
+    its start to its goal, else 0.0. The answer is node names of ``name_len`` tokens each; ``key`` =
+    [start, goal, u1, v1, u2, v2, ...] node codes (``node_codes``; for one-token names the token ids), PAD
+    after the last edge u -> v. Any token ids are fine (never an index: only comparisons)."""
+    G, M = gen_NxG.shape[1], name_len
+    A = max_nodes  # a path in a DAG visits each node at most once
     e_N, s_N = answer_span(gen_NxG, xp)
-    len_N = s_N - e_N - 1
-    slot_A = xp.arange(A)[None, :]
-    idx_NxA = e_N[:, None] + 1 + slot_A
-    got_NxA = xp.take_along_axis(gen_NxG, xp.minimum(idx_NxA, G - 1), axis=1)
-    used_NxA = slot_A < len_N[:, None]
+    len_N = s_N - e_N - 1  # answer tokens
+    nodes_N = len_N // M
+    slot_AM = xp.arange(A * M)[None, :]
+    idx_NxAM = e_N[:, None] + 1 + slot_AM
+    tok_NxAM = xp.take_along_axis(gen_NxG, xp.minimum(idx_NxAM, G - 1), axis=1)
+    got_NxA, named_NxA = node_codes(tok_NxAM.reshape(-1, A, M), xp)
+    used_NxA = xp.arange(A)[None, :] < nodes_N[:, None]
     start_N, goal_N = key_NxK[:, 0], key_NxK[:, 1]
     u_NxE, v_NxE = key_NxK[:, 2::2], key_NxK[:, 3::2]
     # got[j] -> got[j+1] must be an edge for every j + 1 < len: a (N, A-1, E) comparison with the edge list
@@ -111,44 +127,71 @@ def path_answer(gen_NxG, key_NxK, xp=np):
         & (u_NxE != PAD)[:, None, :]
     )
     steps_ok_N = xp.all(edge_NxA1xE.any(axis=2) | ~used_NxA[:, 1:], axis=1)
-    last_N = xp.take_along_axis(got_NxA, xp.clip(len_N - 1, 0, A - 1)[:, None], axis=1)[:, 0]
-    ok_N = (s_N < G) & (len_N >= 2) & (len_N <= A) & (got_NxA[:, 0] == start_N) & (last_N == goal_N) & steps_ok_N
+    named_N = xp.all(named_NxA | ~used_NxA, axis=1)
+    last_N = xp.take_along_axis(got_NxA, xp.clip(nodes_N - 1, 0, A - 1)[:, None], axis=1)[:, 0]
+    whole_N = (s_N < G) & (len_N % M == 0) & (nodes_N >= 2) & (nodes_N <= A)
+    ok_N = whole_N & named_N & (got_NxA[:, 0] == start_N) & (last_N == goal_N) & steps_ok_N
     return ok_N.astype(xp.float32)
 
 
 class PathSearch(Task):
     """Find a path from the start to the goal of a random DAG by depth-first search (module docstring).
-    The goal is drawn among the nodes that are not the start's children.
-    Difficulty d = graph size: V = 2 + 3d nodes (d <= 8, the 26 letters)."""
+    The goal is drawn among the nodes that are not the start's children. Difficulty d = graph size,
+    V = ``first`` + ``step`` d nodes: ``path`` has one-letter names and V = 2 + 3d (d <= 8, the 26
+    letters); ``path_long`` has two-letter names and V = 25d (d <= 8, up to 200 nodes), whose searches run
+    to thousands of tokens (for accelerators)."""
 
-    name = "path"
-    max_difficulty = (MAX_NODES - 2) // 3
+    def __init__(self, extra_parent: float = 0.3, name_len: int = 1, first: int = 2, step: int = 3, max_nodes=26):
+        if max_nodes > len(NAMES) ** name_len:
+            raise ValueError(f"{max_nodes} nodes need names of more than {name_len} letters")
+        self.extra_parent, self.name_len, self.first, self.step = extra_parent, name_len, first, step
+        self.name = "path" if name_len == 1 else "path_long"
+        self.max_difficulty = (max_nodes - first) // step
 
-    def __init__(self, extra_parent: float = 0.3):
-        self.extra_parent = extra_parent
+    def nodes(self, d: int) -> int:
+        """V: the number of nodes of a graph at difficulty d."""
+        return self.first + self.step * d
+
+    def names(self, V: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+        """V distinct random node names (strings) and their codes (``node_codes`` of their tokens)."""
+        if self.name_len == 1:
+            idx = rng.permutation(len(NAMES))[:V]
+            return [NAMES[i] for i in idx], LETTERS[idx]
+        idx = rng.choice(len(NAMES) ** self.name_len, V, replace=False)
+        letters_VxM = np.stack([idx // len(NAMES) ** m % len(NAMES) for m in reversed(range(self.name_len))], 1)
+        return ["".join(NAMES[i] for i in row) for row in letters_VxM.tolist()], node_codes(LETTERS[letters_VxM])[0]
+
+    def widths(self, d):
+        V, M = self.nodes(d), self.name_len
+        steps = 2 * V - 3  # every node but the start and the goal entered and left, then the goal entered
+        # prompt 'g s>t ' then V lists 'u:abc' and '?'; trace steps 'u>v' apart; the path; start, goal, edges
+        return V * (4 * M + 2) + 2 * M + 4, (2 * M + 2) * steps - 1, M * V
+
+    def key_width(self, d):
+        return 2 + 4 * (self.nodes(d) - 1)  # at most two parents per node
 
     def blocks(self, d, n, rng):
-        V = nodes(d)
-        W, A, K = 8 * V - 13, V, 2 + 4 * (V - 1)  # longest trace, longest path, start + goal + edges
-        prompt = np.zeros((n, 6 * V + 6), np.int32)
+        V, M = self.nodes(d), self.name_len
+        (L, W, A), K = self.widths(d), self.key_width(d)
+        prompt = np.zeros((n, L), np.int32)
         trace, answer, key = (np.full((n, w), PAD, np.int32) for w in (W, A, K))
         for i in range(n):
             children = random_dag(V, rng, self.extra_parent)
-            name = rng.permutation(MAX_NODES)[:V]
+            name, code = self.names(V, rng)
             far = [v for v in range(1, V) if v not in children[0]]  # a goal next to the start needs no search
             goal = far[rng.integers(len(far))]
             steps, path = depth_first(children, 0, goal)
             lists = " ".join(
-                NAMES[name[u]] + ":" + "".join(NAMES[name[c]] for c in children[u]).ljust(MAX_CHILDREN)
+                name[u] + ":" + "".join(name[c] for c in children[u]).ljust(MAX_CHILDREN * M)
                 for u in rng.permutation(V)
             )
-            prompt[i] = encode(f"g {NAMES[name[0]]}>{NAMES[name[goal]]} {lists}?")
-            t = encode(" ".join(NAMES[name[u]] + op + NAMES[name[v]] for u, op, v in steps))
+            prompt[i] = encode(f"g {name[0]}>{name[goal]} {lists}?")
+            t = encode(" ".join(name[u] + op + name[v] for u, op, v in steps))
             trace[i, : len(t)] = t
-            answer[i, : len(path)] = LETTERS[name[path]]
+            answer[i, : M * len(path)] = encode("".join(name[u] for u in path))
             edges = [(u, c) for u in range(V) for c in children[u]]
-            key[i, : 2 + 2 * len(edges)] = LETTERS[name[[0, goal, *(x for e in edges for x in e)]]]
+            key[i, : 2 + 2 * len(edges)] = code[[0, goal, *(x for e in edges for x in e)]]
         return Blocks(prompt, trace, answer, key)
 
     def check(self, gen_NxG, key_NxK, xp=np):
-        return path_answer(gen_NxG, key_NxK, xp)
+        return path_answer(gen_NxG, key_NxK, xp, self.name_len, self.nodes(self.max_difficulty))
