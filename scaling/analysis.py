@@ -363,16 +363,20 @@ def fit_model_ladder(df: pd.DataFrame, bootstrap: int, seed: int) -> tuple[laws.
 
 def stuck_seeds(df: pd.DataFrame, ratio: float = STUCK_RATIO) -> pd.DataFrame:
     """Per (preset, training length): seeds whose final training loss exceeds ``ratio`` x the median over
-    seeds (a training defect, not noise), from the ``train_loss`` column."""
+    seeds (a training defect, not noise), from the ``train_loss`` column; beside them, the seeds above
+    ``ratio`` x the best seed's loss, which the median rule cannot see when most seeds are stuck (the
+    median is then a stuck seed)."""
     if "train_loss" not in df:
         return pd.DataFrame()
     rows = df[df["source"] == "eval"].drop_duplicates(["model", "train_tokens", "seed"])
     out = []
     for (model, tokens), g in rows.groupby(["model", "train_tokens"]):
-        median = g["train_loss"].median()
+        median, best = g["train_loss"].median(), g["train_loss"].min()
         stuck = g.loc[g["train_loss"] > ratio * median, "seed"].tolist()
+        behind = g.loc[g["train_loss"] > ratio * best, "seed"].tolist()
         out.append({"model": model, "train_tokens": tokens, "seeds": len(g), "median_train_loss": median,
-                    "stuck": len(stuck), "stuck_seeds": ",".join(map(str, stuck))})  # fmt: skip
+                    "stuck": len(stuck), "stuck_seeds": ",".join(map(str, stuck)), "best_train_loss": best,
+                    "behind_best_seeds": ",".join(map(str, behind))})  # fmt: skip
     return pd.DataFrame(out)
 
 

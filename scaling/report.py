@@ -197,6 +197,9 @@ def write_report(run_dir: Path, df: pd.DataFrame, res, model: str) -> Path:
             "",
             "## Stuck seeds (final training loss above 1.5x the median over seeds of a preset)",
             "",
+            "`behind_best_seeds`: above 1.5x the best seed's loss, where most seeds may be stuck (the median rule",
+            "cannot see them then).",
+            "",
             markdown(stuck),
         ]
     lines += ["", "## Figures", "", *[f"- `{p.relative_to(run_dir)}`" for p in res.figures if p.suffix == ".png"]]

@@ -236,3 +236,23 @@ def test_analysis_never_crashes_on_degenerate_data(tmp_path, name, accuracy, rea
     res = analyze(run, bootstrap=10)
     assert any(reason in line for line in res.skipped), res.skipped
     assert "## Skipped" in (run / "report.md").read_text()
+
+
+def test_stuck_seeds_by_the_median_and_behind_the_best():
+    """A seed far above its preset's median is stuck; when most seeds are stuck the median is one of them,
+    and only the comparison with the best seed shows them."""
+    from scaling.analysis import stuck_seeds
+
+    losses = {"d32": [0.10, 0.11, 0.50], "d48": [0.10, 0.38, 0.30]}
+    df = pd.DataFrame(
+        [
+            {"source": "eval", "model": m, "train_tokens": 1000, "seed": s, "train_loss": loss, "difficulty": d}
+            for m, ls in losses.items()
+            for s, loss in enumerate(ls)
+            for d in (1, 2)
+        ]
+    )
+    table = stuck_seeds(df).set_index("model")
+    assert table.loc["d32", "stuck_seeds"] == "2" and table.loc["d32", "behind_best_seeds"] == "2"
+    assert table.loc["d48", "stuck"] == 0 and table.loc["d48", "behind_best_seeds"] == "1,2"
+    assert table.loc["d48", "best_train_loss"] == 0.10 and table.loc["d48", "median_train_loss"] == 0.30
