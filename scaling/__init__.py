@@ -31,6 +31,11 @@ one meaning across the package:
     R  seeds (replicas in one program)      C  steps in one compiled chunk
     P  prompts per RL step                  Q  completions per prompt (an RL group)
     I  optimiser starts (law fitting)       J  parameters of a law
+    X  difficulty levels                    Y  entries of a checker's key (the answer, or a graph)
+    E  edges of a graph                     Z  tokens of a node's name
+    O  spans a task loss is measured over (the answer; trace and answer)
+A digit after a letter is arithmetic on it: T1 = T - 1, A1 = A + 1 (the answer and its <eos>),
+K2 = K / 2 (rotary frequency pairs).
 """
 
 __version__ = "0.1.0"

@@ -33,7 +33,7 @@ import pandas as pd
 from scaling import laws
 from scaling.errors import LawError, ScalingError
 from scaling.io import read_json
-from scaling.laws.extrapolation import SATURATION
+from scaling.laws.extrapolation import SATURATION, naive_forecasts
 from scaling.results import load_results, longest_training
 from scaling.store import stage_dir
 from scaling.track import read_metrics
@@ -344,21 +344,38 @@ def fit_model_ladder(df: pd.DataFrame, bootstrap: int, seed: int) -> tuple[laws.
         chained = float(without.predict(at)[0])
         lo, hi = without.interval(at) if bootstrap else ([math.nan], [math.nan])
         longest = D == held["D"].max()
+        measured = float(g["accuracy"].mean())
+        naive = _naive_error(rest[rest["D"] == D], float(g["N"].iloc[0]), measured)
+        direct_acc = float(direct.predict(params)) if direct is not None and longest else math.nan
         rows.append(
             {
                 "model": largest,
                 "train_tokens": D,
-                "measured": float(g["accuracy"].mean()),
+                "measured": measured,
                 "measured_sd": float(g["accuracy"].std()) if len(g) > 1 else math.nan,
                 "loss_measured": float(g["loss"].mean()),
                 "loss_chained": float(without.predict_loss(at)[0]),
                 "chained": chained,
                 "chained_lo": float(lo[0]),
                 "chained_hi": float(hi[0]),
-                "direct": float(direct.predict(params)) if direct is not None and longest else math.nan,
+                "direct": direct_acc,
+                "naive_error": naive,
+                "chained_skill": 1 - abs(chained - measured) / naive if naive > 0 else math.nan,
+                "direct_skill": 1 - abs(direct_acc - measured) / naive if naive > 0 else math.nan,
             }
         )
     return ladder, pd.DataFrame(rows)
+
+
+def _naive_error(smaller: pd.DataFrame, n: float, measured: float) -> float:
+    """The better naive forecast's error at size ``n`` from the smaller presets at the same training length
+    (their mean accuracy per N: the largest one's, carried forward, or a line in log N through the two
+    largest); nan without a smaller preset."""
+    means = smaller.groupby("N")["accuracy"].mean().sort_index()
+    if means.empty:
+        return math.nan
+    naive = naive_forecasts(means.index.to_numpy(float), means.to_numpy(float), np.array([n]))
+    return min(abs(float(v[0]) - measured) for v in naive.values())
 
 
 def stuck_seeds(df: pd.DataFrame, ratio: float = STUCK_RATIO) -> pd.DataFrame:

@@ -390,14 +390,15 @@ def _host_check_ms(n: int) -> float:
     gen_NxG = np.zeros((n, T), np.int32)
     for i, p in enumerate(ex.prompt_len):
         gen_NxG[i, : T - p] = ex.tokens[i, p:]
-    key_NxK = np.where(np.arange(n)[:, None] % 2 == 0, ex.key, np.roll(ex.key, 1, 0))
-    return _best_of(lambda: task.check(gen_NxG, key_NxK), repeats=5)
+    key_NxY = np.where(np.arange(n)[:, None] % 2 == 0, ex.key, np.roll(ex.key, 1, 0))
+    return _best_of(lambda: task.check(gen_NxG, key_NxY), repeats=5)
 
 
 def bench_tracking(preset: str = "d64", steps: int = 400, repeats: int = 3) -> dict:
     """The cost of TensorBoard tracking: one training stage (3 seeds, chunks of 100 steps, checkpoints
-    and metrics.jsonl included) with and without the tracker, alternated ``repeats`` times after a
-    warm-up that compiles; ``tracking_cost`` = tracked / untracked seconds, summed over the repeats."""
+    and metrics.jsonl included) with and without the tracker, ``repeats`` pairs after a warm-up that
+    compiles and imports the writer, each pair in the order opposite to the one before (a drift of the
+    machine's speed favours neither); ``tracking_cost`` = tracked / untracked seconds, summed."""
     import tempfile
 
     from scaling.config import RunConfig
@@ -418,10 +419,13 @@ def bench_tracking(preset: str = "d64", steps: int = 400, repeats: int = 3) -> d
             return time.perf_counter() - t
 
     stage(False)  # compiles
-    plain, tracked = [], []
-    for _ in range(repeats):
-        plain.append(stage(False))
-        tracked.append(stage(True))
+    import tensorboardX  # noqa: F401  (imported before the timings)
+
+    times = {False: [], True: []}
+    for i in range(repeats):
+        for with_tracker in (False, True) if i % 2 == 0 else (True, False):
+            times[with_tracker].append(stage(with_tracker))
+    plain, tracked = times[False], times[True]
     return {
         "preset": preset,
         "steps": steps,

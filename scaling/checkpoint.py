@@ -14,8 +14,10 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
-from scaling.errors import ScalingError
-from scaling.io import read_json, write_json
+from scaling.errors import CheckpointMismatch, ScalingError
+from scaling.io import interrupts_deferred, read_json, write_json
+
+IMPLIED = {"positions": "rope"}  # meta keys added later, with the value that checkpoints written before imply
 
 
 class Checkpoints:
@@ -43,13 +45,21 @@ class Checkpoints:
         if meta is not None and jax.process_index() == 0:
             write_json(self.directory / "meta.json", meta)
         args = ocp.args.Composite(**{name: ocp.args.StandardSave(tree) for name, tree in items.items()})
-        self._mngr.save(step, args=args, force=True)
-        self._mngr.wait_until_finished()
+        with interrupts_deferred():  # a save is short; cut in the middle, its threads print errors
+            self._mngr.save(step, args=args, force=True)
+            self._mngr.wait_until_finished()
 
     def discard(self, step: int) -> None:
         """Delete ``step`` (e.g. one that cannot be restored)."""
         self._mngr.delete(step)
         self._mngr.reload()
+
+    def clear(self) -> None:
+        """Delete every step and ``meta.json`` (a checkpoint made for another run, or by another version)."""
+        for step in self._mngr.all_steps():
+            self._mngr.delete(step)
+        self._mngr.reload()
+        (self.directory / "meta.json").unlink(missing_ok=True)
 
     def restore(self, step: int, like: dict, expect: dict | None = None) -> dict:
         """The items saved at ``step``, each restored against its abstract tree in ``like`` (name -> tree of
@@ -72,15 +82,20 @@ def latest_step(directory: str | Path) -> int | None:
 
 
 def check_meta(directory: str | Path, expect: dict) -> None:
-    """Refuse a checkpoint made for another task, vocabulary, model shape, seed list or schedule."""
+    """Refuse (CheckpointMismatch) a checkpoint made for another task, vocabulary, model shape, seed list or
+    schedule, or whose meta.json is missing or unreadable."""
     path = Path(directory) / "meta.json"
     if not path.is_file():
-        raise ScalingError(f"{directory}: no meta.json: not a checkpoint directory of this toolkit")
-    saved = read_json(path, "checkpoint meta file")
+        raise CheckpointMismatch(f"{directory}: no meta.json: not a checkpoint directory of this toolkit")
+    try:
+        saved = read_json(path, "checkpoint meta file")
+    except ScalingError as e:
+        raise CheckpointMismatch(str(e)) from None
+    saved = IMPLIED | saved
     wrong = {k: (saved.get(k), v) for k, v in expect.items() if saved.get(k) != v}
     if wrong:
         detail = ", ".join(f"{k}={got!r} (expected {want!r})" for k, (got, want) in wrong.items())
-        raise ScalingError(f"{directory}: checkpoint does not match: {detail}")
+        raise CheckpointMismatch(f"{directory}: checkpoint does not match: {detail}")
 
 
 def layout(directory: str | Path) -> str | None:

@@ -146,6 +146,13 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     print(ladder.summary())
     if args.out:
         print(f"saved {ladder.save(args.out)}")
+    if args.figure:
+        from pathlib import Path
+
+        from scaling import plots
+
+        fig = plots.ladder_figure(ladder, loss_data, acc_data)
+        print("figure: " + ", ".join(str(p) for p in plots.save(fig, Path(args.figure))))
     return 0
 
 
@@ -362,6 +369,11 @@ def _ladder_parser(sub) -> None:
     f.add_argument("--holdout", type=int, default=0, help="refit without the K largest points, score the chain")
     f.add_argument("--seed", type=int, default=0, help="seed of the optimiser starts and the bootstrap (default 0)")
     f.add_argument("--out", help="save the ladder as JSON (scaling.laws.load reads it)")
+    f.add_argument(
+        "--figure",
+        metavar="PATH",
+        help="draw both steps and the chain to PATH.png, .svg and .pdf (PATH without suffix)",
+    )
     f.set_defaults(func=cmd_ladder)
 
 

@@ -18,5 +18,9 @@ class TaskError(ScalingError):
     """A task cannot produce what was asked (e.g. a difficulty above its field width)."""
 
 
+class CheckpointMismatch(ScalingError):
+    """A checkpoint made for another run (task, model, seeds, schedule) or by another version."""
+
+
 class StageFailed(ScalingError):
     """A stage ran but its result is unusable (non-finite loss, divergence)."""

@@ -138,13 +138,13 @@ def accuracy_table(
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
-def masked_nll_seeds(cfg: ModelConfig, params_R, tokens_NxT, masks_MxNxT1):
-    """(R, M, N): every seed's teacher-forced negative log-likelihood (nats), summed over each mask's
+def masked_nll_seeds(cfg: ModelConfig, params_R, tokens_NxT, masks_OxNxT1):
+    """(R, O, N): every seed's teacher-forced negative log-likelihood (nats), summed over each mask's
     next-token targets, per row."""
 
     def one(params):
         nll_NxT1 = -token_logprobs(cfg, params, tokens_NxT)
-        return jnp.einsum("nt,mnt->mn", nll_NxT1, masks_MxNxT1)
+        return jnp.einsum("nt,ont->on", nll_NxT1, masks_OxNxT1)
 
     return jax.vmap(one)(params_R)
 
@@ -163,30 +163,30 @@ def task_loss_table(cfg: ModelConfig, params_R, seeds, task: Task, ec: EvalConfi
 
     Sums run over all problems of a difficulty before dividing (a corpus rate, as bits per byte are)."""
     ex = eval_examples(task, ec)
-    masks_MxNxT1 = np.stack([ex.answer_mask, ex.loss_mask])
+    masks_OxNxT1 = np.stack([ex.answer_mask, ex.loss_mask])
     T = ex.tokens.shape[1]
     rows = block_rows(cfg, len(seeds), T, T, len(ex), batch)
-    nll_RxMxN = in_blocks(
+    nll_RxOxN = in_blocks(
         lambda b, tokens, masks: masked_nll_seeds(cfg, params_R, tokens, np.moveaxis(masks, 0, 1)),
         rows,
-        (ex.tokens, np.moveaxis(masks_MxNxT1, 1, 0)),
+        (ex.tokens, np.moveaxis(masks_OxNxT1, 1, 0)),
         out_axis=2,
     )
-    tokens_M = masks_MxNxT1.sum(axis=2)  # (2, N): answer + <eos>; trace + <eot> + answer + <eos>
-    chars_M = np.stack([ex.answer_len, masks_MxNxT1[1].sum(axis=1) - 2])  # without <eot> and <eos>
+    tokens_OxN = masks_OxNxT1.sum(axis=2)  # (2, N): answer + <eos>; trace + <eot> + answer + <eos>
+    chars_OxN = np.stack([ex.answer_len, masks_OxNxT1[1].sum(axis=1) - 2])  # without <eot> and <eos>
     rows = []
     for r, seed in enumerate(seeds):
         for d in np.unique(ex.difficulty):
             at = ex.difficulty == d
-            nll = nll_RxMxN[r][:, at].sum(axis=1)
+            nll = nll_RxOxN[r][:, at].sum(axis=1)
             rows.append(
                 {
                     "seed": seed,
                     "difficulty": int(d),
-                    "answer_loss": float(nll[0] / tokens_M[0][at].sum()),
-                    "answer_loss_per_char": float(nll[0] / chars_M[0][at].sum()),
-                    "full_loss": float(nll[1] / tokens_M[1][at].sum()),
-                    "full_loss_per_char": float(nll[1] / chars_M[1][at].sum()),
+                    "answer_loss": float(nll[0] / tokens_OxN[0][at].sum()),
+                    "answer_loss_per_char": float(nll[0] / chars_OxN[0][at].sum()),
+                    "full_loss": float(nll[1] / tokens_OxN[1][at].sum()),
+                    "full_loss_per_char": float(nll[1] / chars_OxN[1][at].sum()),
                 }
             )
     return pd.DataFrame(rows)

@@ -22,6 +22,27 @@ from scaling.errors import ScalingError
 
 
 @contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT) held back until the body ends, then raised as KeyboardInterrupt: for a write
+    that runs its own worker threads (orbax's checkpoint save), which an interrupt in the middle leaves
+    half torn down, printing their errors. Outside the main thread the body runs as it is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` for a writer to fill; renamed onto ``path`` when the body ends
     without an error (removed otherwise). The temporary name is unique, so concurrent writers of one

@@ -1,6 +1,6 @@
-"""Decoder-only transformer family (flax nnx): pre-norm, RMSNorm, rotary positions, causal attention,
-squared-ReLU MLP. The config, the size ladder and parameter / FLOP counts are in ``scaling.specs``
-(no jax); this module is the computation.
+"""Decoder-only transformer family (flax nnx): pre-norm, RMSNorm, rotary positions (or none:
+``ModelConfig.positions``), causal attention, squared-ReLU MLP. The config, the size ladder and parameter /
+FLOP counts are in ``scaling.specs`` (no jax); this module is the computation.
 
 Two entry points: ``apply`` (full causal self-attention over a batch of sequences: training, scoring)
 and ``apply_cached`` (tokens written into a KV cache: decoding), and ``token_logprobs``, the one
@@ -101,8 +101,9 @@ class Block(nnx.Module):
         H, K = self.cfg.n_heads, self.cfg.head_dim
         qkv_BxTx3xHxK = self.qkv(self.attn_norm(x_BxTxD)).reshape(B, T, 3, H, K)
         heads_major = functools.partial(jnp.swapaxes, axis1=1, axis2=2)
-        q_BxHxTxK = heads_major(apply_rope(qkv_BxTx3xHxK[:, :, 0], cos_TxK2, sin_TxK2))
-        k_BxHxTxK = heads_major(apply_rope(qkv_BxTx3xHxK[:, :, 1], cos_TxK2, sin_TxK2))
+        rotate = apply_rope if self.cfg.positions == "rope" else lambda x, cos, sin: x
+        q_BxHxTxK = heads_major(rotate(qkv_BxTx3xHxK[:, :, 0], cos_TxK2, sin_TxK2))
+        k_BxHxTxK = heads_major(rotate(qkv_BxTx3xHxK[:, :, 1], cos_TxK2, sin_TxK2))
         v_BxHxTxK = heads_major(qkv_BxTx3xHxK[:, :, 2])
         if cache is not None:
             k_cache, v_cache = cache

@@ -234,6 +234,8 @@ def point_stages(run: RunConfig) -> list[Stage]:
         "checkpoint_format": CHECKPOINT_FORMAT,
         "seeds": list(run.seeds),
     }
+    if run.positions != "rope":  # only where not the default, so that the stages of rotary models keep their names
+        base["positions"] = run.positions
     train = {**base, "train": dataclasses.asdict(run.train), "versions": versions_of("train")}
     stages = [Stage("train", _digest(["train", train]), (), train)]
     if has_rl(run):
@@ -298,7 +300,8 @@ def model_config(run: RunConfig, kind: str) -> ModelConfig:
     examples' length; the cache length of decoding stages does not change the parameters (rotary
     positions), so one trained model serves every eval setting."""
     max_len = train_seq_len(run) if kind == "train" else model_max_len(run)
-    return get_preset(run.models[0], max_len=max_len, vocab_size=get_task(run.task).tokenizer.vocab_size)
+    vocab = get_task(run.task).tokenizer.vocab_size
+    return get_preset(run.models[0], max_len=max_len, vocab_size=vocab, positions=run.positions)
 
 
 def epochs(run: RunConfig, kind: str) -> float | None:
@@ -317,7 +320,9 @@ def epochs(run: RunConfig, kind: str) -> float | None:
 
 
 def _warn_repeats(plan: Plan) -> None:
-    """One warning per stage kind whose budget draws a finite problem set's training split more than once."""
+    """One warning per stage kind whose budget draws a finite problem set's training split more than once,
+    and one where an evaluation asks for more problems of a difficulty than its held-out split has (the
+    held-out problems are then scored more than once, and intervals count them as independent)."""
     for kind, what in (("train", "supervised training"), ("rl", "RL")):
         passes = [(epochs(plan.runs[n], kind) or 0.0, plan.runs[n]) for n, s in plan.stages.items() if s.kind == kind]
         most, run = max(passes, key=lambda p: p[0], default=(0.0, None))
@@ -328,6 +333,27 @@ def _warn_repeats(plan: Plan) -> None:
                 f"({task.source}) up to {most:.1f} times (epochs); `--dry-run` lists them per stage",
                 stacklevel=3,
             )
+    short = {}
+    for name, stage in plan.stages.items():
+        run = plan.runs[name]
+        task = get_task(run.task)
+        held_out = task.problem_counts("eval") if stage.kind == "eval" else None
+        if held_out is None:
+            continue
+        lo, hi = run.eval.difficulties
+        tt = run.testtime
+        want = max(run.eval.n_per_difficulty, tt.n_per_difficulty if tt.budgets or tt.ks or tt.rounds else 0)
+        for d in range(lo, hi + 1):
+            if held_out.get(d, 0) < want:
+                short[(task.name, task.source, d)] = (held_out.get(d, 0), want)
+    if short:
+        (name, source, _), _ = next(iter(short.items()))
+        levels = ", ".join(f"difficulty {d}: {have} < {want}" for (_, _, d), (have, want) in short.items())
+        warnings.warn(
+            f"{plan.source}: evaluation scores some held-out problems of task {name!r} ({source}) more than once, "
+            f"since it asks for more problems than the held-out split has ({levels}); lower eval.n_per_difficulty",
+            stacklevel=3,
+        )
 
 
 def estimate_flops(run: RunConfig, kind: str) -> float:
@@ -364,7 +390,8 @@ def make_plan(
     adds trackers to the config's ``track`` list."""
     where = str(config_path)
     raw = read_yaml(config_path)
-    trackers, wandb = check_trackers([*(raw.pop("track", None) or []), *track], raw.pop("wandb", None), where)
+    from_config, wandb = check_trackers(raw.pop("track", None) or [], raw.pop("wandb", None), where)
+    trackers = tuple(dict.fromkeys([*from_config, *check_trackers(list(track), None, "the command line (--track)")[0]]))
     for text in overrides:
         path, value = parse_override(text)
         if path.split(".")[0] not in ("axes", "zip"):

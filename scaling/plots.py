@@ -35,13 +35,16 @@ def save_all(figures: dict, fig_dir: Path) -> list[Path]:
     return [path for name, fig in figures.items() for path in save(fig, fig_dir / name)]
 
 
-def _law_curve(ax, law: Law, x_lo: float, x_hi: float, x_max: float, **kw) -> None:
-    """The law solid over its fitted range [x_lo, x_hi], dashed where it extrapolates (up to x_max)."""
-    inside = np.geomspace(x_lo, x_hi, 150)
+def _law_curve(ax, law: Law, x_lo: float, x_hi: float, x_max: float, x_min: float | None = None, **kw) -> None:
+    """The law solid over its fitted range [x_lo, x_hi], dashed where it extrapolates (down to x_min, up
+    to x_max); a grid even in log x, or in x where x_min is given (a task loss may reach 0)."""
+    space = np.geomspace if x_min is None else np.linspace
+    inside = space(x_lo, x_hi, 150)
     ax.plot(inside, law.predict(inside), **kw)
-    if x_max > x_hi:
-        beyond = np.geomspace(x_hi, x_max, 50)
-        ax.plot(beyond, law.predict(beyond), ls="--", color=kw.get("color"), label="extrapolated")
+    stretches = [(x_hi, x_max)] + ([] if x_min is None else [(x_min, x_lo)])
+    for i, (a, b) in enumerate(s for s in stretches if s[1] > s[0]):
+        beyond = space(a, b, 50)
+        ax.plot(beyond, law.predict(beyond), ls="--", color=kw.get("color"), label=None if i else "extrapolated")
 
 
 def _log_x(ax) -> None:
@@ -160,27 +163,54 @@ def tradeoff_figure(df: pd.DataFrame, frontiers: dict[float, Law]):
     return fig
 
 
+def _parity(ax, measured, predicted, colour_by, what: str, title: str):
+    """Predicted against measured, coloured by log10 of ``colour_by``, beside the diagonal of a perfect prediction."""
+    sc = ax.scatter(measured, predicted, c=np.log10(colour_by), cmap="viridis", s=16)
+    lims = [min(np.min(measured), np.min(predicted)), max(np.max(measured), np.max(predicted))]
+    ax.plot(lims, lims, color="grey", lw=0.8)
+    ax.set_xlabel(f"measured {what}")
+    ax.set_ylabel(f"predicted {what}")
+    ax.set_title(title, fontsize=7)
+    return sc
+
+
 @plt.rc_context(STYLE)
-def ladder_figure(ladder: Ladder, points: pd.DataFrame):
-    """The two steps of a ladder, predicted against measured: task loss from (N, D), and accuracy from
-    task loss (with the fitted logistic), on the points of ``points`` (columns N, D, loss, accuracy)."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    pred = np.asarray(ladder.predict_loss({c: points[c] for c in ladder.step1.x}))
-    sizes = points["N"].to_numpy(float)
-    sc = a1.scatter(points["loss"], pred, c=np.log10(sizes), cmap="viridis", s=16)
-    lims = [min(points["loss"].min(), pred.min()), max(points["loss"].max(), pred.max())]
-    a1.plot(lims, lims, color="grey", lw=0.8)
-    fig.colorbar(sc, ax=a1, label="log10 N")
-    a1.set_xlabel("measured task loss")
-    a1.set_ylabel("step 1: predicted task loss")
-    a1.set_title(f"step 1: {ladder.step1.formula()}", fontsize=7)
-    a2.scatter(points["loss"], points["accuracy"], c=np.log10(sizes), cmap="viridis", s=16)
-    grid = np.linspace(0, points["loss"].max() * 1.1, 200)
-    a2.plot(grid, ladder.step2.predict(grid), color="C1")
-    a2.set_xlabel("task loss (measured)")
-    a2.set_ylabel("accuracy")
+def ladder_figure(ladder: Ladder, points: pd.DataFrame, acc_points: pd.DataFrame | None = None):
+    """A ladder's two steps and their chain: step 1's task loss predicted against measured on ``points``
+    (its x columns and task loss); step 2's accuracy against task loss on ``acc_points`` (default
+    ``points``) with the fitted logistic, dashed beyond the task losses it was fitted on; and, where
+    ``points`` also has accuracy, the chained accuracy from x predicted against measured. Colour: log10
+    of step 1's first input (N, or compute)."""
+    x, loss, acc = ladder.step1.x, ladder.step1.y, ladder.step2.y
+    acc_points = points if acc_points is None else acc_points
+    chain = acc in points
+    fig, axes = plt.subplots(1, 2 + chain, figsize=(4.8 * (2 + chain), 4.2), layout="constrained")
+    inputs = {c: points[c] for c in x}
+    colour = points[x[0]].to_numpy(float)
+    measured = points[loss].to_numpy(float)
+    sc = _parity(
+        axes[0],
+        measured,
+        np.asarray(ladder.predict_loss(inputs)),
+        colour,
+        "task loss",
+        f"step 1: {ladder.step1.formula()}",
+    )
+    fig.colorbar(sc, ax=axes[0], label=f"log10 {x[0]}")
+    a2 = axes[1]
+    step2_loss = acc_points[ladder.step2.x[0]].to_numpy(float)
+    a2.scatter(step2_loss, acc_points[acc], color="C0", s=16)
+    fitted = np.asarray(ladder.step2.fit_info.get("x_values") or step2_loss, float)  # the task losses step 2 saw
+    top = 1.1 * max(measured.max(), fitted.max())
+    _law_curve(a2, ladder.step2, fitted.min(), fitted.max(), top, 0.0, color="C1")
+    a2.set_xlabel(f"{loss} (measured)")
+    a2.set_ylabel(acc)
     a2.set_ylim(-0.03, 1.03)
     a2.set_title(f"step 2: {ladder.step2.formula()}", fontsize=7)
+    a2.legend(fontsize=7)
+    if chain:
+        chained = np.asarray(ladder.predict(inputs))
+        _parity(axes[2], points[acc].to_numpy(float), chained, colour, acc, "chained: step 2 of step 1")
     return fig
 
 

@@ -89,7 +89,9 @@ def ladder_section(res) -> list[str]:
         "it cannot be fitted, a power law in compute C = 6 N D), on every preset x training length x seed;",
         "step 2: accuracy from answer loss (logistic). The largest preset is",
         "predicted by both steps refitted without it (chained), and by the size law fitted on the smaller presets",
-        "(direct, at the longest training):",
+        "(direct, at the longest training); each beside the better naive forecast from the smaller presets at the",
+        "same training length (the largest one's accuracy carried forward, or a line in log N through the two",
+        "largest), with skill = 1 - error / naive error:",
         "",
         "```",
         res.ladder.summary(),
@@ -154,19 +156,23 @@ def rl_per_difficulty(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
 
 def rl_vs_sft(df: pd.DataFrame) -> pd.DataFrame:
     """SFT+RL against SFT-only at the same number of training samples (supervised examples + RL prompts):
-    every final RL model next to a supervised-only model of its preset trained on as many samples, inside
-    and above the training range, with 95% Wilson intervals over the problems of every seed."""
+    every final RL model next to a supervised-only model of its preset, and of its other swept settings
+    (the training length and RL volume aside), trained on as many samples, inside and above the training
+    range, with 95% Wilson intervals over the problems of every seed."""
     final = df[(df["source"] == "eval") & df["strategy"].isin(["greedy", "sampled"])]
     if "train_samples" not in final:
         return pd.DataFrame()
     total = final["train_samples"] + final["rl_prompts"]
     final = final.assign(samples=total, stage=np.where(final["rl_prompts"] > 0, "sft+rl", "sft"))
-    pairs = final.groupby(["model", "samples"])["stage"].nunique()
+    pairing = ("axis:models", "axis:train.steps", "axis:rl.prompts", "axis:train.tokens_per_param")
+    settings = [c for c in final.columns if c.startswith("axis:") and c not in pairing]
+    key = ["model", *settings, "samples"]
+    pairs = final.groupby(key, dropna=False)["stage"].nunique()
     keep = pairs[pairs == 2].index
     if keep.empty:
         return pd.DataFrame()
-    both = final.set_index(["model", "samples"]).loc[keep].reset_index()
-    by = ["model", "samples", "stage", "strategy"]
+    both = final.set_index(key).loc[keep].reset_index()
+    by = [*key, "stage", "strategy"]
     return range_table(both, by).merge(range_intervals(both, by), on=by)
 
 
@@ -203,6 +209,17 @@ def write_report(run_dir: Path, df: pd.DataFrame, res, model: str) -> Path:
             markdown(stuck),
         ]
     lines += ["", "## Figures", "", *[f"- `{p.relative_to(run_dir)}`" for p in res.figures if p.suffix == ".png"]]
+    lines += testtime_and_rl_sections(df)
+    if res.skipped:
+        lines += ["", "## Skipped", "", *[f"- {s}" for s in res.skipped]]
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def testtime_and_rl_sections(df: pd.DataFrame) -> list[str]:
+    """The thinking-budget and re-thinking tables, the RL ladders and SFT-only against SFT+RL."""
+    lines = []
     if not (thinking := thinking_table(df)).empty:
         lines += [
             "",
@@ -229,8 +246,4 @@ def write_report(run_dir: Path, df: pd.DataFrame, res, model: str) -> Path:
         lines.append(markdown(per_difficulty))
     if not (versus := rl_vs_sft(df)).empty:
         lines += ["", "## SFT-only against SFT+RL at the same number of training samples", "", markdown(versus)]
-    if res.skipped:
-        lines += ["", "## Skipped", "", *[f"- {s}" for s in res.skipped]]
-    path = run_dir / "report.md"
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return path
+    return lines

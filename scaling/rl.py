@@ -45,7 +45,7 @@ class PromptBatch(NamedTuple):
 
     prompts_PxL: jax.Array
     valid_PxL: jax.Array
-    key_PxK: jax.Array
+    key_PxY: jax.Array
 
 
 class Rollout(NamedTuple):
@@ -78,7 +78,7 @@ class RLSpec:
     advantage: str = "dr_grpo"
     clip: float | None = None
     inner_epochs: int = 1
-    check: Callable = exact_answer  # (gen_NxG, key_NxK, xp) -> reward_N
+    check: Callable = exact_answer  # (gen_NxG, key_NxY, xp) -> reward_N
 
 
 def group_advantages(rewards_PxQ: jax.Array, kind: str = "dr_grpo", eps: float = 1e-6):
@@ -167,7 +167,7 @@ def policy_update(cfg: ModelConfig, state: TrainState, ref_params, r: Rollout, h
     return state, losses[0], {k: v[-1] for k, v in aux.items()}
 
 
-def learn(cfg: ModelConfig, state: TrainState, ref_params, batch: PromptBatch, gen_NxG, correct_N, key, hp, spec):
+def learn(cfg: ModelConfig, state: TrainState, ref_params, batch: PromptBatch, gen_NxG, correct_N, *, key, hp, spec):
     """Score checked completions and update the policy on them; the new state and the step's metrics
     (reward as the learner saw it, pass rate as the checker judged it, per-prompt reward, kept groups,
     loss, kl, entropy, clip fraction, mean thinking and answer tokens written)."""
@@ -193,8 +193,8 @@ def rl_step(cfg: ModelConfig, state: TrainState, ref_params, batch: PromptBatch,
     over jax.numpy), update. Returns the new state, ``learn``'s metrics and the completions."""
     k_sample, k_flip = jax.random.split(key)
     gen_NxG = sample_group(cfg, state.params, batch, k_sample, hp, spec)
-    correct_N = spec.check(gen_NxG, jnp.repeat(batch.key_PxK, spec.group_size, 0), jnp)
-    state, metrics = learn(cfg, state, ref_params, batch, gen_NxG, correct_N, k_flip, hp, spec)
+    correct_N = spec.check(gen_NxG, jnp.repeat(batch.key_PxY, spec.group_size, 0), jnp)
+    state, metrics = learn(cfg, state, ref_params, batch, gen_NxG, correct_N, key=k_flip, hp=hp, spec=spec)
     return state, metrics | {"completions": gen_NxG}
 
 
@@ -226,13 +226,13 @@ def _sample_seeds(cfg, params_R, batch_R: PromptBatch, keys_R, hp: RLHyper, *, s
 @functools.partial(jax.jit, static_argnames=("cfg", "spec"), donate_argnames=("state_R",))
 def _learn_seeds(cfg, state_R: TrainState, ref_R, batch_R: PromptBatch, gen_R, correct_R, keys_R, hp, *, spec):
     def one_seed(state, ref, batch, gen, correct, key):
-        return learn(cfg, state, ref, batch, gen, correct, jax.random.split(key)[1], hp, spec)
+        return learn(cfg, state, ref, batch, gen, correct, key=jax.random.split(key)[1], hp=hp, spec=spec)
 
     return over_seeds(one_seed, state_R, ref_R, batch_R, gen_R, correct_R, keys_R)
 
 
 def rl_chunk_host(cfg, state_R: TrainState, ref_R, batches_RxC: PromptBatch, keys_RxC, hp: RLHyper, *, spec):
-    """``rl_chunk`` for a checker that runs on the host, ``spec.check(gen_NxG, key_NxK) -> reward_N`` (numpy):
+    """``rl_chunk`` for a checker that runs on the host, ``spec.check(gen_NxG, key_NxY) -> reward_N`` (numpy):
     per step, one compiled program samples every seed's completions, the host scores them, and another
     program updates. With the same keys it takes the fused chunk's steps."""
     Q, steps = spec.group_size, batches_RxC.prompts_PxL.shape[1]
@@ -240,16 +240,16 @@ def rl_chunk_host(cfg, state_R: TrainState, ref_R, batches_RxC: PromptBatch, key
     for c in range(steps):
         batch_R = jax.tree.map(lambda x, c=c: x[:, c], batches_RxC)
         gen_R = _sample_seeds(cfg, state_R.params, batch_R, keys_RxC[:, c], hp, spec=spec)
-        keys_NxK = np.repeat(np.asarray(batch_R.key_PxK), Q, axis=1)
-        correct_R = np.stack([spec.check(g, k) for g, k in zip(np.asarray(gen_R), keys_NxK)]).astype(np.float32)
+        keys_NxY = np.repeat(np.asarray(batch_R.key_PxY), Q, axis=1)
+        correct_R = np.stack([spec.check(g, k) for g, k in zip(np.asarray(gen_R), keys_NxY)]).astype(np.float32)
         state_R, m = _learn_seeds(cfg, state_R, ref_R, batch_R, gen_R, correct_R, keys_RxC[:, c], hp, spec=spec)
         rows.append(m)
     return state_R, jax.tree.map(lambda *x: jnp.stack(x, axis=1), *rows)
 
 
-def band_weights(pass_rate_D: np.ndarray, band, floor: float = 0.05) -> np.ndarray:
+def band_weights(pass_rate_X: np.ndarray, band, floor: float = 0.05) -> np.ndarray:
     """Sampling weight per difficulty: 1 inside the pass-rate band (the edge of competence),
     ``floor`` outside, so that estimates outside the band keep being refreshed."""
     lo, hi = band
-    w = np.where((pass_rate_D >= lo) & (pass_rate_D <= hi), 1.0, floor)
+    w = np.where((pass_rate_X >= lo) & (pass_rate_X <= hi), 1.0, floor)
     return w / w.sum()

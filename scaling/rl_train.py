@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -42,10 +43,10 @@ def chunk_prompts(task: Task, rc: RLConfig, levels: np.ndarray, pass_rate: np.nd
     d_CxP = rng.choice(levels, size=(C, P), p=band_weights(pass_rate, rc.band))
     ex = generate(task, d_CxP.ravel(), rng, split="train")
     L = max(task.widths(int(d))[0] + 1 for d in levels)  # + the <bos> token
-    K = max(task.key_width(int(d)) for d in levels)
+    Y = max(task.key_width(int(d)) for d in levels)
     prompts, valid = left_pad(ex.tokens, ex.prompt_len, width=L)
-    key = np.pad(ex.key, ((0, 0), (0, K - ex.key.shape[1])), constant_values=PAD)
-    batch = PromptBatch(prompts.reshape(C, P, L), valid.reshape(C, P, L), key.reshape(C, P, K))
+    key = np.pad(ex.key, ((0, 0), (0, Y - ex.key.shape[1])), constant_values=PAD)
+    batch = PromptBatch(prompts.reshape(C, P, L), valid.reshape(C, P, L), key.reshape(C, P, Y))
     return batch, d_CxP
 
 
@@ -67,6 +68,30 @@ def ladder_point(cfg: ModelConfig, params_R, seeds, task: Task, ec: EvalConfig, 
         )
     loss = task_loss_table(cfg, params_R, list(seeds), task, ec)
     return [t.merge(loss, on=["seed", "difficulty"]).assign(prompts_seen=seen) for t in tables]
+
+
+def _start(params_R, hp, n_seeds: int) -> tuple[TrainState, Any]:
+    """The RL state of every seed and the frozen reference parameters (a copy: the state's buffers are
+    donated). Both sit where the compiled chunk's outputs will (replicated over the devices), so the
+    second chunk reuses the first one's program."""
+    everywhere = replicated()
+    ref_R = jax.device_put(jax.tree.map(jnp.copy, params_R), everywhere)
+    opt_R = jax.vmap(lambda p: optimizer(hp.optim, b2=B2).init(p))(params_R)
+    return jax.device_put(TrainState(jnp.zeros((n_seeds,), jnp.int32), params_R, opt_R), everywhere), ref_R
+
+
+def _metric_rows(m: dict, seeds, first_step: int, rc: RLConfig) -> list[dict]:
+    """One metrics row per (step, seed) of a chunk, with the prompts and completions seen by its end."""
+    rows = []
+    for r, s in enumerate(seeds):
+        for k in range(rc.chunk_steps):
+            step = first_step + k
+            seen = (step + 1) * rc.prompts_per_step
+            values = {key: float(v[r, k]) for key, v in m.items()}
+            rows.append(
+                {"step": step, "seed": s, **values, "prompts_seen": seen, "completions_seen": seen * rc.group_size}
+            )
+    return rows
 
 
 def rl_train(
@@ -93,12 +118,7 @@ def rl_train(
     host = not task.in_graph if host_check is None else host_check
     spec = RLSpec(rc.group_size, task.max_new_tokens(levels), rc.advantage, rc.clip, rc.inner_epochs, task.check)
     hp = rl_hyper(rc)
-    # Every input of the compiled chunk sits where its outputs will (replicated over the devices), so the
-    # second chunk reuses the first one's program.
-    everywhere = replicated()
-    ref_R = jax.device_put(jax.tree.map(jnp.copy, params_R), everywhere)  # frozen; the state's buffers get donated
-    opt_R = jax.vmap(lambda p: optimizer(hp.optim, b2=B2).init(p))(params_R)
-    state_R = jax.device_put(TrainState(jnp.zeros((len(seeds),), jnp.int32), params_R, opt_R), everywhere)
+    state_R, ref_R = _start(params_R, hp, len(seeds))
     # Every seed draws its own prompts and keeps its own pass rates, so a seed's run does not depend on
     # which other seeds share the program.
     rngs = [np.random.default_rng([seed, s]) for s in seeds]
@@ -123,18 +143,11 @@ def rl_train(
         rates_RxCxP = m.pop("pass_rate_P")
         for r, (_, d_CxP) in enumerate(drawn):
             update_pass_rates(pass_rate_R[r], levels, d_CxP, rates_RxCxP[r])
-        chunk_rows = [
-            {"step": c * rc.chunk_steps + k, "seed": s, **{key: float(v[r, k]) for key, v in m.items()}}
-            for r, s in enumerate(seeds)
-            for k in range(rc.chunk_steps)
-        ]
-        rows += chunk_rows
+        chunk_rows = _metric_rows(m, seeds, c * rc.chunk_steps, rc)
+        rows += [{k: v for k, v in row.items() if k not in ("prompts_seen", "completions_seen")} for row in chunk_rows]
         seen += rc.chunk_steps * rc.prompts_per_step
         if on_chunk is not None:
-            P, Q = rc.prompts_per_step, rc.group_size
-            seen_rows = [row | {"prompts_seen": (row["step"] + 1) * P} for row in chunk_rows]
-            seen_rows = [row | {"completions_seen": row["prompts_seen"] * Q} for row in seen_rows]
-            on_chunk(c + 1, n_chunks, float(rates_RxCxP.mean()), seen_rows)
+            on_chunk(c + 1, n_chunks, float(rates_RxCxP.mean()), chunk_rows)
         while pending and seen >= pending[0]:
             pending.pop(0)
             ladder_rows += ladder_point(cfg, state_R.params, seeds, task, ec, seen)

@@ -58,7 +58,7 @@ def _choose(logits_BxV, key, temperature, top_k: int):
     return jnp.where(temperature > 0, sampled, jnp.argmax(logits_BxV, axis=-1)).astype(jnp.int32)
 
 
-def _decode(cfg, params, prompts_BxL, valid_BxL, key, temperature, budget, min_think, max_new, top_k):
+def _decode(cfg, params, prompts_BxL, valid_BxL, key, *, temperature, budget, min_think, max_new: int, top_k: int):
     B, L = prompts_BxL.shape
     last_BxV, cache, key_valid_BxS = _prefill(cfg, params, prompts_BxL, valid_BxL, max_new)
 
@@ -96,7 +96,14 @@ def decode(
 
     ``budget`` and ``min_think`` may be scalars or per-row (B,) arrays.
     """
-    return _decode(cfg, params, prompts_BxL, valid_BxL, key, temperature, budget, min_think, max_new, top_k)[0]
+    controls = {
+        "temperature": temperature,
+        "budget": budget,
+        "min_think": min_think,
+        "max_new": max_new,
+        "top_k": top_k,
+    }
+    return _decode(cfg, params, prompts_BxL, valid_BxL, key, **controls)[0]
 
 
 def greedy(cfg: ModelConfig, params, prompts_BxL, valid_BxL, *, max_new: int):
@@ -124,9 +131,8 @@ def decode_budgets(cfg: ModelConfig, params, prompts_BxL, valid_BxL, *, budgets:
     B, L = prompts_BxL.shape
     U, A, S0 = len(budgets), answer_len, cfg.max_len
     G = budgets_width(budgets, answer_len)
-    full_BxG, cache, key_valid_BxS = _decode(
-        cfg, params, prompts_BxL, valid_BxL, jax.random.key(0), 0.0, NO_BUDGET, 0, G, 0
-    )
+    greedy = {"temperature": 0.0, "budget": NO_BUDGET, "min_think": 0, "max_new": G, "top_k": 0}
+    full_BxG, cache, key_valid_BxS = _decode(cfg, params, prompts_BxL, valid_BxL, jax.random.key(0), **greedy)
     budget_U = jnp.asarray(budgets, jnp.int32)
     # Branch u's i-th token lives in slot S0 + i * U + u.
     cache = [tuple(jnp.pad(c, ((0, 0), (0, 0), (0, U * A), (0, 0))) for c in layer) for layer in cache]

@@ -27,6 +27,10 @@ ARCHITECTURE = 2
 # 2: orbax CheckpointManager steps of named items). Stage hashes carry it too: a run directory of an older
 # layout is retrained, never misread.
 CHECKPOINT_FORMAT = 2
+# How attention sees token order: rotary positions (RoPE), or none at all (NoPE: a causal decoder still
+# infers order from its mask). Without positions, tiny models generalise further above the lengths they
+# were trained on (``experiments/generalise_cpu.yaml``).
+POSITIONS = ("rope", "none")
 
 
 @dataclass(frozen=True)
@@ -38,11 +42,14 @@ class ModelConfig:
     vocab_size: int = VOCAB_SIZE
     max_len: int = 128
     rope_base: float = 10_000.0
+    positions: str = "rope"  # one of POSITIONS: how attention sees token order
 
     def __post_init__(self):
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "vocab_size", "max_len"):
             if getattr(self, name) <= 0:
                 raise ScalingError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.positions not in POSITIONS:
+            raise ScalingError(f"positions: expected one of {list(POSITIONS)}, got {self.positions!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ScalingError(f"model.d_model {self.d_model} must split into {self.n_heads} heads of even size")
 
@@ -51,7 +58,7 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
 
-def preset(width: int, max_len: int = 128, vocab_size: int = VOCAB_SIZE) -> ModelConfig:
+def preset(width: int, max_len: int = 128, vocab_size: int = VOCAB_SIZE, positions: str = "rope") -> ModelConfig:
     """The ladder rule: depth = max(1, round(width / 32)), head dim 16, d_ff = 4 width."""
     return ModelConfig(
         d_model=width,
@@ -60,6 +67,7 @@ def preset(width: int, max_len: int = 128, vocab_size: int = VOCAB_SIZE) -> Mode
         d_ff=4 * width,
         vocab_size=vocab_size,
         max_len=max_len,
+        positions=positions,
     )
 
 
@@ -68,11 +76,11 @@ PRESETS = {f"d{w}": preset(w) for w in PRESET_WIDTHS}
 CPU_PRESETS = ("d32", "d48", "d64", "d80", "d96")
 
 
-def get_preset(name: str, max_len: int = 128, vocab_size: int = VOCAB_SIZE) -> ModelConfig:
-    """A preset with the sequence length and vocabulary (the task's tokenizer) a stage needs."""
+def get_preset(name: str, max_len: int = 128, vocab_size: int = VOCAB_SIZE, positions: str = "rope") -> ModelConfig:
+    """A preset with the sequence length, vocabulary (the task's tokenizer) and position scheme a stage needs."""
     if name not in PRESETS:
         raise ScalingError(f"unknown model preset {name!r}; choose one of {list(PRESETS)}")
-    return preset(PRESETS[name].d_model, max_len, vocab_size)
+    return preset(PRESETS[name].d_model, max_len, vocab_size, positions)
 
 
 def param_counts(cfg: ModelConfig) -> dict[str, int]:

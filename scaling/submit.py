@@ -34,6 +34,7 @@ class SweepWorker(submitit.helpers.Checkpointable):
 def submit(
     config: str,
     out: str,
+    *,
     workers: int = 1,
     executor: str = "auto",
     overrides: list[str] = (),
@@ -61,11 +62,7 @@ def submit(
     cluster = None if executor == "auto" else executor
     ex = submitit.AutoExecutor(folder=folder, cluster=cluster)
     params = {"timeout_min": timeout_min, "name": f"scaling-{Path(config).stem}"}
-    params |= {k: _parse(v) for k, v in (slurm or {}).items()}
-    try:
-        ex.update_parameters(**params)
-    except (NameError, TypeError, ValueError) as e:  # submitit names the unknown or invalid parameter
-        raise ScalingError(f"--slurm: {e}") from None
+    _update_parameters(ex, params, slurm or {})
     n = [workers] * workers
     each = {"config": [str(config)], "out": [str(out)], "overrides": [list(overrides)], "track": [list(track)]}
     each = {k: v * workers for k, v in each.items()}
@@ -79,7 +76,27 @@ def submit(
     return jobs, failed
 
 
+def _update_parameters(ex, params: dict, given: dict[str, str]) -> None:
+    """``ex.update_parameters`` with ``params`` and the ``--slurm`` values, each read as a number or a
+    boolean where it is one, and kept as the string it was where submitit expects a string (a job name of
+    digits); a ScalingError naming the parameter when submitit refuses it."""
+    params = params | {k: _parse(v) for k, v in given.items()}
+    while True:
+        try:
+            ex.update_parameters(**params)
+            return
+        except AssertionError as e:  # submitit checks each parameter's type with an assert
+            key = next((k for k in given if f'"{k}"' in str(e) and params[k] != given[k]), None)
+            if key is None:
+                raise ScalingError(f"--slurm: {e}") from None
+            params[key] = given[key]
+        except (NameError, TypeError, ValueError) as e:  # submitit names the unknown or invalid parameter
+            raise ScalingError(f"--slurm: {e}") from None
+
+
 def _parse(value: str):
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
     for cast in (int, float):
         try:
             return cast(value)

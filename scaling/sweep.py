@@ -49,6 +49,45 @@ class OwnershipLost(Exception):
     """Another worker took this stage's claim over (this one was judged stale): stop without a record."""
 
 
+@dataclass
+class Attempt:
+    """One process's attempt at a claimed stage: its records. Only the leader (the claim's holder; None
+    on the other processes of a multi-host job) writes; each record carries the claim's token."""
+
+    directory: Path
+    claim: claims.Claim | None
+
+    @property
+    def leader(self) -> bool:
+        return self.claim is not None
+
+    def event(self, kind: str, **extra) -> None:
+        """A line of ``runs.jsonl``: the attempt's start and its end (done, failed or lost)."""
+        if self.leader:
+            c = self.claim
+            doc = {"token": c.token, "event": kind, "worker": c.worker, "host": claims.HOST, "pid": os.getpid()}
+            io.append_text(self.directory / "runs.jsonl", io.dumps(doc | {"time": time.time()} | extra, indent=None))
+
+    def mine(self) -> bool:
+        """Whether the claim is still this worker's; read at every chunk, so a worker paused past its
+        staleness learns at once."""
+        return not self.claim.lost.is_set() and claims.owns(self.claim)
+
+    def log(self, msg: str) -> None:
+        if self.leader and self.mine():
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            io.append_text(self.directory / "log.txt", f"{stamp} [{self.claim.token[:8]}] {msg}\n")
+
+    def check(self, name: str) -> None:
+        """Raise OwnershipLost where another worker holds the claim now (on every process of a multi-host
+        job together)."""
+        lost = self.leader and not self.mine()
+        if jax.process_count() > 1:
+            lost = bool(_agree(int(lost)))
+        if lost:
+            raise OwnershipLost(f"{name}: claim taken over by another worker")
+
+
 def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar: tqdm | None) -> bool:
     """Run one claimed stage; record done.json or failed.json. True if it succeeded.
 
@@ -56,29 +95,11 @@ def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar
     files. Each attempt appends its start and end, with the claim's token, to ``runs.jsonl``, and every
     log line carries the token, so a stage's history shows who computed it when."""
     d = stage_dir(out, stage.name)
-    leader = claim is not None
-    token = claim.token[:8] if leader else ""
-
-    def event(kind: str, **extra) -> None:
-        if leader:
-            doc = {"token": claim.token, "event": kind, "worker": claim.worker, "host": claims.HOST}
-            io.append_text(
-                d / "runs.jsonl", io.dumps(doc | {"pid": os.getpid(), "time": time.time()} | extra, indent=None)
-            )
-
-    def mine() -> bool:  # read at every chunk: a worker that was paused past its staleness learns at once
-        return not claim.lost.is_set() and claims.owns(claim)
-
-    def log(msg: str) -> None:
-        if leader and mine():
-            io.append_text(d / "log.txt", f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{token}] {msg}\n")
+    attempt, leader = Attempt(d, claim), claim is not None
+    log = attempt.log
 
     def progress(done: int, total: int) -> None:
-        lost = leader and not mine()
-        if jax.process_count() > 1:  # every process of a multi-host job stops together
-            lost = bool(_agree(int(lost)))
-        if lost:
-            raise OwnershipLost(f"{stage.name}: claim taken over by another worker")
+        attempt.check(stage.name)
         if bar is not None:
             bar.total, bar.n = total, done
             bar.refresh()
@@ -87,7 +108,7 @@ def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar
         if problem := corruption(out, stage.name):
             log(f"redoing {stage.name}: {problem}")
         _clear_partial(d, stage.kind)
-        event("start")
+        attempt.event("start")
         io.write_json(d / "settings.json", stage.settings)
     if bar is not None:
         bar.reset()
@@ -105,14 +126,14 @@ def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar
         summary = STAGES[stage.kind](plan.runs[stage.name], d, inputs, log, progress, metrics)
         progress(1, 1)  # a last ownership check before the record
     except OwnershipLost as e:
-        event("lost", reason=str(e))
+        attempt.event("lost", reason=str(e))
         return False
     except Exception as e:  # recorded; the sweep goes on with the stages that do not need this one
         reason = f"{type(e).__name__}: {e}"
         log(f"failed: {reason}\n{traceback.format_exc()}")
         if leader:
             io.write_json(d / "failed.json", {"reason": reason, "worker": claim.worker})
-            event("failed", reason=reason)
+            attempt.event("failed", reason=reason)
         return False
     finally:
         if metrics is not None:
@@ -120,7 +141,7 @@ def execute(plan: Plan, stage: Stage, out: Path, claim: claims.Claim | None, bar
     log(f"done in {summary.get('seconds', 0):.1f}s")
     if leader:
         io.write_json(d / "done.json", store.record(stage.name, summary, d))
-        event("done")
+        attempt.event("done")
     return True
 
 

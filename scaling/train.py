@@ -145,6 +145,7 @@ def checkpoint_meta(cfg: ModelConfig, task: Task, seeds) -> dict:
         "n_layers": cfg.n_layers,
         "n_heads": cfg.n_heads,
         "d_ff": cfg.d_ff,
+        "positions": cfg.positions,
         "seeds": [int(s) for s in seeds],
     }
 
@@ -170,6 +171,24 @@ def load_params(checkpoint_dir: str | Path, cfg: ModelConfig, task: Task, seeds)
         if checkpoint.layout(checkpoint_dir) == "params":
             return ckpt.restore(step, {"params": state.params}, expect)["params"]
         return ckpt.restore(step, {"state": state}, expect)["state"].params
+
+
+def _resume(ckpt: checkpoint.Checkpoints, like: TrainState, meta: dict, log) -> tuple | None:
+    """(state, [loss history], next chunk) from the newest checkpoint step, or None where there is none.
+    A checkpoint made for another run raises (CheckpointMismatch); a step that cannot be read (cut short)
+    is named through ``log``, dropped, and training starts again."""
+    if (found := ckpt.latest_step()) is None:
+        return None
+    try:
+        restored = ckpt.restore(found, {"state": like, "loss": None}, expect=meta)
+    except ScalingError:  # made for another run: never trained over
+        raise
+    except Exception as e:  # a step cut short: never trusted
+        if log is not None:
+            log(f"checkpoint step {found} in {ckpt.directory} is unreadable ({type(e).__name__}); retraining")
+        ckpt.discard(found)
+        return None
+    return restored["state"], [np.asarray(restored["loss"])], found + 1
 
 
 @dataclass
@@ -219,18 +238,8 @@ def train(
         "chunk_steps": tc.chunk_steps,
     }
     with checkpoint.Checkpoints(checkpoint_dir) if checkpoint_dir is not None else contextlib.nullcontext() as ckpt:
-        if ckpt is not None and (found := ckpt.latest_step()) is not None:
-            like = {"state": abstract_state(cfg, len(seeds), everywhere), "loss": None}
-            try:
-                restored = ckpt.restore(found, like, expect=meta)
-            except ScalingError:  # made for another run: never trained over
-                raise
-            except Exception as e:  # a step cut short: never trusted
-                if log is not None:
-                    log(f"checkpoint step {found} in {checkpoint_dir} is unreadable ({type(e).__name__}); retraining")
-                ckpt.discard(found)
-            else:
-                state, losses, start = restored["state"], [np.asarray(restored["loss"])], found + 1
+        if ckpt is not None and (restored := _resume(ckpt, abstract_state(cfg, len(seeds), everywhere), meta, log)):
+            state, losses, start = restored
         for chunk in range(start, n_chunks):
             batches = [chunk_batches(task, tc, s, chunk, steps, seq_len) for s in seeds]
             tokens = global_array(np.stack([b[0] for b in batches]), batch_sharding)

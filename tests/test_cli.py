@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, documented_json_fields, json_keys
 
 
 def scaling(*args, cwd=None):
@@ -72,11 +72,13 @@ def test_fit_saves_a_law_that_law_commands_reuse(tables, tmp_path):
 
     r = scaling("law", "predict", out, "1e4", "1e8", "--json")  # one JSON list on stdout, nothing else
     rows = json.loads(r.stdout)
+    assert documented_json_fields("law predict") == json_keys(rows) - {"params", "error"}  # x and y names
     assert [row["x"] for row in rows] == [{"params": 1e4}, {"params": 1e8}]
     assert rows[0]["error"] == pytest.approx(predicted, rel=1e-5)
     assert all(row["lo"] <= row["error"] <= row["hi"] and row["level"] == 0.95 for row in rows)
     ((row,),) = [json.loads(scaling("law", "solve", out, "0.2", "--json").stdout)]
     assert row["error"] == 0.2 and row["params"] == pytest.approx(solved, rel=1e-5) and row["lo"] < row["hi"]
+    assert documented_json_fields("law solve") == set(row) - {"params", "error"}
     r = scaling("--version")
     assert r.returncode == 0 and r.stdout.startswith("scaling ")
 
@@ -164,3 +166,26 @@ def test_bench_tracking_section_times_a_stage_with_and_without_tensorboard():
     figures = bench_tracking(preset="d32", steps=20, repeats=1)
     assert figures["stage_s"] > 0 and figures["stage_tracked_s"] > 0
     assert 0.5 < figures["tracking_cost"] < 2  # the same stage twice, whatever the noise of one repeat
+
+
+def test_ctrl_c_during_a_sweep_exits_130_with_one_line_and_leaves_no_claim(tmp_path):
+    import signal
+    import time
+
+    config = tmp_path / "long.yaml"
+    config.write_text("task: sum\nmodels: [d32]\nseeds: [0]\ntrain: {steps: 100000, batch_size: 8, chunk_steps: 50}\n")
+    out = tmp_path / "out"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "scaling", "run", str(config), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob("stages/train-*/metrics.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # interrupted while training, after its first chunk
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted\n" in err and "Traceback" not in err  # one line (after the progress bars)
+    r = scaling("status", out, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["by_kind"]["train"] == {"pending": 1}  # no claim left behind, nothing done

@@ -39,3 +39,21 @@ def test_accelerator_thinking_config_decodes_thousands_of_thinking_tokens(tmp_pa
     assert (budget.thinking_tokens <= budget.budget + 1e-9).all()
     assert set(results.difficulty) == {1, 2, 3} and (results.task == "path_long").all()
     assert {"rethink_context", "majority", "oracle"} <= set(results.strategy)
+
+
+def test_generalisation_config_runs_end_to_end_without_positions(tmp_path):
+    """experiments/generalise_cpu.yaml on a tiny budget: models without positions, SFT+RL and the SFT-only
+    control at equal samples, evaluated above the training range."""
+    from scaling.sweep import run_sweep
+
+    config = Path(__file__).parent.parent / "experiments" / "generalise_cpu.yaml"
+    tiny = ["models=[d32]", "seeds=[0]", "train.chunk_steps=2", "train.batch_size=4", "eval.n_per_difficulty=2"]
+    tiny += ["eval.samples=1", "rl.chunk_steps=2", "rl.prompts_per_step=2", "rl.group_size=2"]
+    tiny += ["zip.positions=[none, none]", "zip.train.steps=[8, 10]", "zip.rl.prompts=[8, 0]"]
+    results = run_sweep(config, tmp_path, tiny, progress=False).results
+    assert set(results["axis:positions"]) == {"none"} and set(results["difficulty"]) == set(range(1, 8))
+    assert set(results.loc[~results["in_train_range"], "difficulty"]) == {6, 7}
+    equal = results[results["source"] == "eval"].groupby("point")[["train_samples", "rl_prompts"]].max().sum(axis=1)
+    assert equal[0] == equal[1] == 8 * 4 + 8  # the control trains on as many samples as SFT + RL
+    stages = {p.name.split("-")[0] for p in (tmp_path / "stages").iterdir()}
+    assert stages == {"train", "rl", "eval"}

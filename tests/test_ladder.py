@@ -131,10 +131,14 @@ def test_ladder_chains_two_laws_with_a_band_and_reloads(tmp_path):
     assert ladder.predict(new)[0] == pytest.approx(ladder.step2.predict(ladder.predict_loss(new)[0]))
     lo, hi = ladder.interval(new)
     assert lo[0] <= ladder.predict(new)[0] <= hi[0] and hi[0] - lo[0] < 0.2
-    assert ladder.holdout["n_holdout"] == 1 and ladder.holdout_error < 0.05
+    h = ladder.holdout
+    assert h["n_holdout"] == 1 and ladder.holdout_error < 0.05 and ladder.naive_error == h["naive_error"]
+    assert ladder.skill == pytest.approx(1 - ladder.holdout_error / ladder.naive_error)
+    assert h["skill_interval"][0] <= ladder.skill <= h["skill_interval"][1]
     path = ladder.save(tmp_path / "ladder.json")
     doc = loads_strict(path.read_text())
-    assert doc["kind"] == "ladder" and "holdout_error" in doc
+    assert doc["kind"] == "ladder" and doc["holdout_error"] == ladder.holdout_error
+    assert doc["naive_error"] == ladder.naive_error and doc["skill"] == ladder.skill
     again = sl.load(path)
     assert isinstance(again, sl.Ladder)
     np.testing.assert_array_equal(again.predict(new), ladder.predict(new))
@@ -164,11 +168,13 @@ def test_cli_fits_and_reuses_a_ladder(tmp_path):
     out = tmp_path / "ladder.json"
     r = subprocess.run(
         [sys.executable, "-m", "scaling", "ladder", tmp_path / "ladder.csv", "--x", "N,D", "--loss", "loss", "--acc",
-         "acc", "--bootstrap", "4", "--holdout", "1", "--out", out],
+         "acc", "--bootstrap", "4", "--holdout", "1", "--out", out, "--figure", tmp_path / "fig" / "ladder"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "step 1" in r.stdout and "chained held-out error" in r.stdout and out.exists()
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["ladder.pdf", "ladder.png", "ladder.svg"]
+    assert "stroke-dasharray" in (tmp_path / "fig" / "ladder.svg").read_text()  # step 2 dashed where it extrapolates
     r = subprocess.run(
         [sys.executable, "-m", "scaling", "law", "predict", out, "3e7,6e8"], capture_output=True, text=True, timeout=300
     )

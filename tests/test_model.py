@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,16 +100,25 @@ def test_log_likelihood_batched_over_seeds_matches_each_seed_alone():
     np.testing.assert_allclose(batched[0][0], expect, rtol=1e-5, atol=1e-5)
 
 
-def test_kv_cache_decoding_matches_the_full_forward_pass():
-    params = init_params(TINY, jax.random.key(1))
+@pytest.mark.parametrize("positions", ["rope", "none"])
+def test_kv_cache_decoding_matches_the_full_forward_pass(positions):
+    cfg = dataclasses.replace(TINY, positions=positions)
+    params = init_params(cfg, jax.random.key(1))
     tokens = jnp.asarray(np.random.default_rng(1).integers(4, 40, (3, 20)))
-    full = apply(TINY, params, tokens)
-    logits, cache = apply_cached(TINY, params, tokens[:, :9], empty_cache(TINY, 3), pos=0)
+    full = apply(cfg, params, tokens)
+    logits, cache = apply_cached(cfg, params, tokens[:, :9], empty_cache(cfg, 3), pos=0)
     steps = [logits]
     for t in range(9, 20):
-        logits, cache = apply_cached(TINY, params, tokens[:, t : t + 1], cache, pos=t)
+        logits, cache = apply_cached(cfg, params, tokens[:, t : t + 1], cache, pos=t)
         steps.append(logits)
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=2e-5)
+    # Without positions, one layer of causal attention is blind to the order of the tokens before the last
+    # (it sums over them); rotary positions are not.
+    one = dataclasses.replace(cfg, n_layers=1)
+    params = jax.tree.map(lambda w: 3 * w, init_params(one, jax.random.key(1)))  # sharper attention
+    swapped = tokens.at[:, [3, 5]].set(tokens[:, [5, 3]])
+    change = float(jnp.abs(apply(one, params, swapped)[:, -1] - apply(one, params, tokens)[:, -1]).max())
+    assert change < 1e-5 if positions == "none" else change > 1e-3  # rounding only / a real difference
 
 
 def test_left_padding_does_not_change_greedy_continuations():
@@ -131,3 +142,5 @@ def test_bad_model_configs_are_clear_errors():
         ModelConfig(d_model=-8)
     with pytest.raises(ScalingError, match="heads"):
         ModelConfig(d_model=30, n_heads=4)
+    with pytest.raises(ScalingError, match=r"positions: expected one of \['rope', 'none'\], got 'alibi'"):
+        ModelConfig(positions="alibi")

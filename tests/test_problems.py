@@ -167,12 +167,29 @@ def test_reasoning_gym_task_runs_sft_eval_and_an_rl_chunk(tmp_path):
     pytest.importorskip("reasoning_gym", reason="the gym extra (reasoning-gym) is not installed")
     task = (
         "{reasoning_gym: {name: basic_arithmetic, size: 64, config: {min_digits: 1, max_digits: 1, operators: [+],"
-        " allow_parentheses: false, allow_negation: false}, levels: {min_terms: [2, 3], max_terms: [2, 3]}}}"
+        " allow_parentheses: false, allow_negation: false}, levels: {min_terms: [2, 3, 4], max_terms: [2, 3, 4]}}}"
     )
-    res, _ = sweep(tmp_path, task, top=2)
+    res, _ = sweep(tmp_path, task, top=3)  # trained on difficulties 1-2, evaluated on 1-3
     rows = res.results
-    assert set(rows["task"]) == {"basic_arithmetic"} and set(rows["difficulty"]) == {1, 2}
+    assert set(rows["task"]) == {"basic_arithmetic"} and set(rows["difficulty"]) == {1, 2, 3}
     assert set(rows["source"]) == {"eval", "rl_ladder"}
+    assert set(rows.loc[~rows["in_train_range"], "difficulty"]) == {3}
+
+
+def test_reasoning_gym_datasets_without_usable_reference_answers_fail_before_compute():
+    pytest.importorskip("reasoning_gym", reason="the gym extra (reasoning-gym) is not installed")
+    from scaling.settings import GymSource
+    from scaling.tasks.gym import gym_task
+
+    with pytest.raises(TaskError, match=r"graph_color at difficulty 1, problem 0: no reference answer to train on"):
+        gym_task(
+            GymSource("graph_color", levels=json.dumps({"min_num_vertices": [4], "max_num_vertices": [6]}), size=2)
+        )
+    with pytest.raises(TaskError, match=r"graph_color at difficulty 1 rejects .*empty range"):  # fails on access
+        gym_task(GymSource("graph_color", levels=json.dumps({"max_num_vertices": [6]}), size=2))
+    with pytest.raises(TaskError, match=r"spell_backward at difficulty 1, problem 0: the numeric checker expects a"):
+        words = GymSource("spell_backward", levels=json.dumps({"max_word_len": [5]}), size=2)
+        gym_task(words, AnswerChecker("numeric"))
 
 
 def test_a_bad_problem_file_fails_before_compute_naming_line_and_field(tmp_path, capsys):
@@ -238,3 +255,17 @@ def test_a_sweep_over_tasks_warns_about_repeats_naming_the_problem_set(tmp_path)
     )
     with pytest.warns(UserWarning, match=r"supervised training repeats the training problems of task 'word_problems'"):
         make_plan(config)
+    config.write_text(
+        f"task: {{jsonl: {EXAMPLE}, checker: numeric}}\nmodels: [d32]\ntrain: {{steps: 10, difficulties: [1, 2]}}\n"
+        "rl: {prompts: 8192, prompts_per_step: 64}\neval: {difficulties: [1, 3], n_per_difficulty: 200}\n"
+    )
+    with pytest.warns(UserWarning) as caught:
+        plan = make_plan(config)
+    said = " ".join(str(w.message) for w in caught)
+    assert "RL repeats the training problems of task 'word_problems'" in said
+    assert "evaluation scores some held-out problems of task 'word_problems'" in said and "1: 97 < 200" in said
+    from scaling.plan import dry_run_doc
+
+    train = file_task(EXAMPLE, AnswerChecker("numeric")).problem_counts("train")
+    epochs = {s["kind"]: s["epochs"] for s in dry_run_doc(plan, {})["stages"]}
+    assert epochs["rl"] == pytest.approx(8192 / (train[1] + train[2])) and epochs["eval"] is None

@@ -27,8 +27,11 @@ def test_sft_and_sft_rl_compared_at_equal_samples_inside_and_above_the_range():
                          train_samples=train_samples)
                 )  # fmt: skip
     rows.append({**rows[0], "train_samples": 500})  # an SFT model with no partner at its sample count
+    rows = [{**r, "axis:positions": "none"} for r in rows]
+    rows += [{**r, "axis:positions": "rope", "value": 0.0} for r in rows[:6]]  # another setting's SFT: no partner
     table = rl_vs_sft(pd.DataFrame(rows)).set_index("stage")
     assert list(table.index) == ["sft", "sft+rl"] and set(table["samples"]) == {1100}
+    assert set(table["axis:positions"]) == {"none"}
     assert table.loc["sft+rl", "above_range_mean"] == pytest.approx(0.3)
     lo, hi = wilson(0.3 * 100, 100)  # 2 seeds x 50 problems above the range
     assert (table.loc["sft+rl", "above_range_lo"], table.loc["sft+rl", "above_range_hi"]) == pytest.approx((lo, hi))

@@ -212,8 +212,8 @@ def test_rl_prompt_batches_carry_each_graph_for_the_in_graph_checker():
     batch, d_CxP = chunk_prompts(
         TASK, RLConfig(prompts_per_step=4, chunk_steps=2), levels, np.full(3, 0.5), np.random.default_rng(0)
     )
-    assert batch.key_PxK.shape == (2, 4, TASK.key_width(3))  # one shape for every chunk: the widest key
-    for prompt, key, d in zip(batch.prompts_PxL.reshape(8, -1), batch.key_PxK.reshape(8, -1), d_CxP.ravel()):
+    assert batch.key_PxY.shape == (2, 4, TASK.key_width(3))  # one shape for every chunk: the widest key
+    for prompt, key, d in zip(batch.prompts_PxL.reshape(8, -1), batch.key_PxY.reshape(8, -1), d_CxP.ravel()):
         text = decode(prompt, keep_specials=False).removesuffix("?")
         assert decode(key[:2]) == text[2] + text[4]  # start and goal
         edges = int((key[2:] != PAD).sum()) // 2

@@ -1,6 +1,7 @@
 """Sweeps: config validation, stage sharing, kill-and-resume, two workers, failures, compile counts."""
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -16,12 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scaling import io
 from scaling.config import ConfigError
 from scaling.errors import ScalingError
 from scaling.plan import make_plan
 from scaling.store import status_doc, status_text
 from scaling.sweep import run_sweep
 from scaling.track import read_metrics
+from tests.conftest import documented_json_fields, json_keys
 
 SWEEP = """
 task: sum
@@ -33,6 +36,9 @@ rl: {prompts: 16, prompts_per_step: 4, group_size: 2, chunk_steps: 2, ladder_poi
 axes:
   rl.reward_flip: [0.0, 0.2]
 """
+
+
+RUNNING_FIELDS = {"worker", "host", "pid", "latest", "step", "metrics", "steps_per_s", "seconds_since"}
 
 
 def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
@@ -73,6 +79,14 @@ def test_plan_shares_upstream_stages_and_expands_helpers(tmp_path):
     typed = make_plan(write(tmp_path, SWEEP), ["axes.rl.reward_flip=[0, 1e-1]"])  # YAML reads 1e-1 as a string
     assert [p.axes["rl.reward_flip"] for p in typed.points[:2]] == [0.0, 0.1]
     assert all(isinstance(p.axes["rl.reward_flip"], float) for p in typed.points)
+    from scaling import specs
+
+    for revision in ("ARCHITECTURE", "CHECKPOINT_FORMAT"):  # a new layout on disk: every stage is new
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(f"scaling.plan.{revision}", getattr(specs, revision) + 1)
+            assert not set(make_plan(write(tmp_path, SWEEP)).stages) & set(base_plan.stages), revision
+    assert not set(make_plan(write(tmp_path, SWEEP + "positions: none\n")).stages) & set(base_plan.stages)
+    assert set(make_plan(write(tmp_path, SWEEP + "positions: rope\n")).stages) == set(base_plan.stages)  # the default
     assert {(p.run.train.lr, p.run.train.batch_size) for p in plan.points} == {(0.001, 8), (0.003, 16)}
     assert len(plan.points) == 2 * 3 * 2
     only = make_plan(write(tmp_path, SWEEP), ["rl.models=[d48]"])  # RL for some presets only
@@ -153,12 +167,13 @@ def _untimed(rows: list[dict]) -> list[dict]:
 
 def test_chaos_workers_killed_at_random_give_the_uninterrupted_results(tmp_path):
     """3 workers, SIGKILLed at seeded random moments (the holder of a claim when there is one) and
-    restarted, until the sweep completes: the results equal an uninterrupted run's, every stage's
-    log shows one owner at a time (its lines' claim tokens never interleave), and its metrics.jsonl has
-    every step once, with the uninterrupted run's numbers."""
+    restarted, until the sweep completes: the results equal an uninterrupted run's; every stage's
+    attempts (runs.jsonl: each starts with its claim token and pid, and ends with a record or with the
+    kill of its process) never overlap in time, so no stage was computed by two processes at once; and
+    its metrics.jsonl has every step once, with the uninterrupted run's numbers."""
     config = write(tmp_path, SWEEP.replace("models: [d32, d48]", "models: [d32]").replace("steps: 40", "steps: 60"))
     reference = run_sweep(config, tmp_path / "ref", progress=False).results
-    out, rng, kills = tmp_path / "chaos", np.random.default_rng(0), 0
+    out, rng, kills, killed_at = tmp_path / "chaos", np.random.default_rng(0), 0, {}
 
     def start(i):
         cmd = [sys.executable, "-m", "scaling", "run", config, "--out", out, "--worker", str(i), "--workers", "3"]
@@ -174,6 +189,7 @@ def test_chaos_workers_killed_at_random_give_the_uninterrupted_results(tmp_path)
             break
         holding = [i for i in running if workers[i].pid in _claim_holders(out)]
         i = int(rng.choice(holding or running))
+        killed_at[workers[i].pid] = time.time()  # it computes nothing after this; no one takes over before
         workers[i].send_signal(signal.SIGKILL)
         workers[i].wait()
         kills += 1
@@ -186,23 +202,29 @@ def test_chaos_workers_killed_at_random_give_the_uninterrupted_results(tmp_path)
     pd.testing.assert_frame_equal(resumed, reference.reset_index(drop=True), check_dtype=False)
     assert resumed.loc[resumed["strategy"] != "budget", "budget"].isna().all()  # null where it does not apply
     assert resumed["axis:rl.reward_flip"].dtype == float
-    restarts, lost = 0, 0.0
+    restarts, cut_short = 0, 0.0
     for d in (out / "stages").iterdir():
-        tokens = [m.group(1) for m in re.finditer(r"^\S+ \S+ \[(\w{8})\]", (d / "log.txt").read_text(), re.M)]
-        owners = [t for j, t in enumerate(tokens) if j == 0 or t != tokens[j - 1]]
-        assert len(owners) == len(set(owners)), (d.name, owners)  # never two owners at once
         records = [json.loads(line) for line in open(d / "runs.jsonl")]
         events = [e["event"] for e in records]
         assert events.count("done") == 1 and events[-1] == "done", (d.name, events)  # never redone once done
-        starts = [e["time"] for e in records if e["event"] == "start"]
+        attempts = {}  # token -> [start, end]: the end record, or the kill of the attempt's process
+        for e in records:
+            if e["event"] == "start":
+                attempts[e["token"]] = [e["time"], killed_at.get(e["pid"])]
+            else:
+                attempts[e["token"]][1] = e["time"]
+        spans = sorted(attempts.values())
+        assert all(end is not None for _, end in spans), (d.name, records)  # every attempt ended or was killed
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert start >= end, (d.name, spans)  # never two attempts computing at once
         if not d.name.startswith("eval"):  # every step once, with the uninterrupted run's numbers
             rows, ref = (read_metrics(root / "stages" / d.name / "metrics.jsonl") for root in (out, tmp_path / "ref"))
             assert len(rows) == len({(r["step"], r["seed"]) for r in rows}), d.name  # no step written twice
             assert _untimed(rows) == _untimed(ref), d.name
-        restarts += len(starts) - 1
-        lost += starts[-1] - starts[0]  # attempts cut short, each until the next began
+        restarts += len(spans) - 1
+        cut_short += sum(end - start for start, end in spans[:-1])  # an upper bound on the compute repeated
     stages = len(list((out / "stages").iterdir()))
-    print(f"chaos: {kills} kills survived, {stages} stages, {restarts} restarts, {lost:.1f}s of attempts cut short")
+    print(f"chaos: {kills} kills survived, {stages} stages, {restarts} restarts, {cut_short:.1f}s of attempts killed")
     r = scaling_cli("run", config, "--out", out, "--dry-run")
     assert r.returncode == 0 and "to compute: 0 stages" in r.stdout
 
@@ -226,14 +248,18 @@ def test_a_paused_worker_whose_claim_is_taken_over_stops_with_a_record(tmp_path)
     def train_log() -> str:
         return "".join(p.read_text() for p in out.glob("stages/train-*/log.txt"))
 
-    a, deadline = start(0), time.time() + 240
-    while "chunk 2/" not in train_log() and time.time() < deadline:
-        time.sleep(0.05)
+    a, deadline, seen = start(0), time.time() + 240, set()
+    while "chunk 4/" not in train_log() and time.time() < deadline:
+        for path in out.glob("stages/train-*/metrics.jsonl"):
+            seen.add(len(path.read_text().splitlines()))
+        time.sleep(0.01)
+    assert len(seen) >= 2 and all(n % (10 * 2) == 0 for n in seen), seen  # it grows chunk by chunk (10 steps x 2)
     (early,) = out.glob("stages/train-*/metrics.jsonl")
     with _locked(early.parent):  # A is stopped outside a beat's critical section (see scaling.claims)
         a.send_signal(signal.SIGSTOP)
     assert 0 < len(early.read_text().splitlines()) < 2 * 200  # written as the stage runs
     (running,) = status_doc(out)["running"]  # status shows the paused stage's last chunk and rate
+    assert RUNNING_FIELDS <= {*running, *running["latest"]} <= documented_json_fields("status")  # as the README says
     assert running["pid"] == a.pid and running["latest"]["step"] >= 19 and running["latest"]["steps_per_s"] > 0
     assert running["latest"]["metrics"]["loss"] > 0 and " steps/s, last chunk " in status_text(out)
     b = start(1)
@@ -342,7 +368,10 @@ def test_failed_stage_is_recorded_and_the_sweep_goes_on(tmp_path):
         and status["by_kind"]["train"] == {"done": 2, "failed": 2}
     )
     assert len(status["failed"]) == 2 and all("non-finite" in f["reason"] for f in status["failed"])
+    fields = documented_json_fields("status")  # the README's table of --json fields, as the output has them
+    assert set(status) <= fields and fields - json_keys(status) == RUNNING_FIELDS  # nothing runs now
     dry = json.loads(scaling_cli("run", config, "--out", out, "--dry-run", "--json").stdout)
+    assert set(dry) <= documented_json_fields("run --dry-run") <= json_keys(dry)
     assert dry["cached"] == {"done": 4, "failed": 2, "claimed": 0} and dry["to_compute"]["stages"] == 4
     assert [p["axes"]["train.lr"] for p in dry["points"]] == [0.003, 1e30, 0.003, 1e30]
     assert {s["status"] for s in dry["stages"] if s["kind"] == "eval"} == {"done", "pending"}
@@ -416,6 +445,8 @@ def test_submitit_job_signalled_sigusr2_is_requeued_and_the_sweep_finishes(tmp_p
     assert "Requeued job" in jobs[0].stderr() or "Requeued job" in (jobs[0].stdout() or "")
     with pytest.raises(ScalingError, match="--slurm"):
         submit(str(config), str(out), executor="local", slurm={"no_such_parameter": "1"})
+    with pytest.raises(ScalingError, match='--slurm: Parameter "timeout_min" expected type'):  # not a traceback
+        submit(str(config), str(out), executor="local", slurm={"timeout_min": "90.5", "name": "123"})
 
     # corrupted state is named and redone, never trusted
     from scaling.tables import read_table
@@ -434,6 +465,16 @@ def test_submitit_job_signalled_sigusr2_is_requeued_and_the_sweep_finishes(tmp_p
     assert runs_per_stage(out) == {name: n + 1 for name, n in runs.items()}  # both redone, once
     assert "is unreadable" in (train / "log.txt").read_text() and "redoing" in (evaluation / "log.txt").read_text()
     pd.testing.assert_frame_equal(after, before, check_dtype=False)
+    # a stage directory written by another version: a record or a checkpoint that is not this version's
+    record = json.loads((evaluation / "done.json").read_text())
+    io.write_json(evaluation / "done.json", record | {"record_format": 0})
+    meta = json.loads((train / "checkpoint" / "meta.json").read_text())
+    io.write_json(train / "checkpoint" / "meta.json", meta | {"layout": "another"})
+    (train / "done.json").unlink()  # the training stage is redone from its checkpoint, which does not match
+    assert f"corrupt {evaluation.name}: done.json was written by another version" in status_text(out)
+    again = run_sweep(config, out, progress=False).results
+    assert "checkpoint does not match: layout='another'" in (train / "log.txt").read_text()
+    pd.testing.assert_frame_equal(again, before, check_dtype=False)
 
 
 def test_multi_host_job_computes_each_stage_on_all_processes(tmp_path):

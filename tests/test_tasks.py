@@ -96,7 +96,8 @@ def test_cut_traces_end_with_the_answer(name):
     for i in range(len(ex)):  # what is left of it is the start of the full trace
         kept = first_eot(ex.tokens[i : i + 1])[0]
         np.testing.assert_array_equal(ex.tokens[i, :kept], full.tokens[i, :kept])
-    gen = np.stack([np.pad(continuation(ex, i), (0, 5)) for i in range(len(ex))])
+    G = ex.tokens.shape[1]  # prompts of one difficulty may differ in length (add_indexed's spaces)
+    gen = np.stack([np.pad(continuation(ex, i), (0, G + 5 - len(continuation(ex, i)))) for i in range(len(ex))])
     assert task.check(gen, ex.key).mean() == 1.0  # and still ends <eot> answer <eos>
     assert len(np.unique(lengths)) > 3
     # the loss mask covers the thinking and answer tokens only
@@ -147,3 +148,29 @@ def test_easy_problems_have_no_carries_and_stay_in_the_training_split():
     # problems first and easy ones last (which made the loss a saw tooth with the chunk's period).
     first, last = small[: len(d) // 2].mean(), small[len(d) // 2 :].mean()
     assert abs(first - last) < 0.06, (first, last)
+
+
+def test_indexed_addition_finds_every_pair_and_digit_by_its_letter():
+    task = get_task("add_indexed")
+    ex = generate(task, np.arange(1, 7).repeat(50), np.random.default_rng(4), split="any")
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for i in range(len(ex)):
+        prompt = decode(ex.tokens[i], keep_specials=False).removeprefix("a ").split("?")[0]
+        pairs = prompt.split()
+        d = len(pairs)
+        assert d == ex.difficulty[i] and len(prompt) - len(prompt.lstrip(" ")) <= 10  # 0-10 leading spaces
+        start = letters.index(pairs[0][0])
+        assert [p[0] for p in pairs] == list(letters[start : start + d])  # consecutive letters from any start
+        a = sum(int(p[1]) * 10**k for k, p in enumerate(pairs))  # least significant pair first
+        b = sum(int(p[3]) * 10**k for k, p in enumerate(pairs))
+        answer = decode(ex.tokens[i], keep_specials=True).split("<eot>")[1].removesuffix("<eos>").rstrip("<pad>")
+        assert answer.replace("<pad>", "") == "".join(
+            letters[start + k] + digit for k, digit in enumerate(f"{a + b:0{d + 1}d}"[::-1])
+        )
+    # Letters and spaces are functions of the operands: the held-out split stays a split of the sums.
+    train, held = (generate(task, np.full(3000, 1), np.random.default_rng(5), split=s) for s in ("train", "eval"))
+
+    def sums(ex):
+        return {decode(t, keep_specials=False).split("?")[0].split()[-1][1:] for t in ex.tokens}
+
+    assert sums(train).isdisjoint(sums(held)) and len(sums(train) | sums(held)) == 100

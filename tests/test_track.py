@@ -66,7 +66,8 @@ def test_tracker_config_errors_name_the_key_and_the_extra(tmp_path, monkeypatch,
     config.write_text(f"task: sum\nmodels: [d32]\n{text}\n")
     with pytest.raises(ConfigError, match=None) as e:
         make_plan(config, track=track)
-    assert str(e.value).startswith(f"{config}: ") and message in str(e.value)
+    where = "the command line (--track)" if track else str(config)  # the error names where the bad name came from
+    assert str(e.value).startswith(f"{where}: ") and message in str(e.value)
 
 
 def test_tracking_changes_no_stage_key(tmp_path):
@@ -74,4 +75,6 @@ def test_tracking_changes_no_stage_key(tmp_path):
     config.write_text("task: sum\nmodels: [d32]\ntrain: {steps: 10}\n")
     plain, tracked = make_plan(config), make_plan(config, track=["tensorboard", "tensorboard"])
     assert list(plain.stages) == list(tracked.stages) and tracked.track == ("tensorboard",)
+    config.write_text("task: sum\nmodels: [d32]\ntrain: {steps: 10}\ntrack: tensorboard\n")  # one name, not a list
+    assert make_plan(config).track == ("tensorboard",)
     assert json.loads(json.dumps(tracked.raw))["track"] == ["tensorboard"]

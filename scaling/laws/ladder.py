@@ -14,24 +14,24 @@ accuracy 1 is allowed).
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scaling.errors import LawError
-from scaling.io import from_strict, write_json
-from scaling.laws.law import SCHEMA_VERSION, Law, law_from_dict
+from scaling.io import write_json
+from scaling.laws.law import SCHEMA_VERSION, HeldOutScores, Law, check_level, law_from_dict, skill_text
 
 STEP2_DEFAULTS = {"loss": "squared", "bounds": "physical"}
 
 
 @dataclass
-class Ladder:
-    """Two fitted steps: ``step1`` (x -> task loss) and ``step2`` (task loss -> accuracy)."""
+class Ladder(HeldOutScores):
+    """Two fitted steps: ``step1`` (x -> task loss) and ``step2`` (task loss -> accuracy); the held-out
+    scores are those of the chained accuracy, both steps refitted without the held-out points."""
 
     step1: Law
     step2: Law
@@ -49,8 +49,9 @@ class Ladder:
         """The chained accuracy at ``points``: step 2 at step 1's predicted loss."""
         return self.step2.predict(self.predict_loss(points))
 
-    def interval(self, points: Any, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """Bootstrap band (lo, hi) of the chained accuracy: draw i of step 1, then draw i of step 2."""
+    def predict_draws(self, points: Any) -> tuple[np.ndarray, bool]:
+        """The chained accuracy under every pair of bootstrap draws (draw i of step 1, then draw i of step
+        2): (draws, points), and whether ``points`` was a scalar."""
         loss_draws, scalar = self.step1.predict_draws(points)
         if self.step2.samples is None or len(self.step2.samples) == 0:
             raise LawError("step 2 has no bootstrap samples: fit the ladder with bootstrap=B > 0")
@@ -58,17 +59,14 @@ class Ladder:
         spec = self.step2.spec
         theta = [self.step2.samples[:n, j : j + 1] for j in range(len(spec.params))]
         with np.errstate(over="ignore"):
-            acc = spec.predict(theta, [loss_draws[:n]], np)
+            return spec.predict(theta, [loss_draws[:n]], np), scalar
+
+    def interval(self, points: Any, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Bootstrap band (lo, hi) of the chained accuracy: draw i of step 1, then draw i of step 2."""
+        check_level(level)
+        acc, scalar = self.predict_draws(points)
         lo, hi = np.nanpercentile(acc, [50 * (1 - level), 50 * (1 + level)], axis=0)
         return (float(lo[0]), float(hi[0])) if scalar else (lo, hi)
-
-    @property
-    def holdout_error(self) -> float:
-        return math.nan if not self.holdout else from_strict(self.holdout.get("mean_abs_error"))
-
-    @property
-    def skill(self) -> float | None:
-        return None if not self.holdout else self.holdout.get("skill")
 
     def summary(self) -> str:
         lines = ["ladder: accuracy = step2(step1(" + ", ".join(self.x) + "))"]
@@ -78,7 +76,7 @@ class Ladder:
             h = self.holdout
             lines.append(
                 f"  chained held-out error = {h['mean_abs_error']:.4g} on the {h['n_holdout']} largest points "
-                f"(both steps refitted without them)"
+                f"(both steps refitted without them); naive error {h['naive_error']:.4g}, skill {skill_text(self)}"
             )
         return "\n".join(lines)
 
@@ -90,6 +88,7 @@ class Ladder:
             "loss": self.step1.y,
             "accuracy": self.step2.y,
             "holdout_error": self.holdout_error,
+            "naive_error": self.naive_error,
             "skill": self.skill,
             "holdout": self.holdout,
             "step1": self.step1.to_dict(),
@@ -128,6 +127,21 @@ def _check_step1_data(loss_data: Any, x: list[str], loss: str) -> None:
                 )
 
 
+@dataclass(frozen=True)
+class _Recipe:
+    """How both steps are fitted: the columns, each step's form and ``fit`` options, the bootstrap."""
+
+    x: list[str]
+    loss: str
+    acc: str
+    form1: str
+    form2: str
+    opts1: dict = field(default_factory=dict)
+    opts2: dict = field(default_factory=dict)
+    bootstrap: int = 0
+    seed: int = 0
+
+
 def fit_ladder(
     loss_data: Any,
     acc_data: Any,
@@ -148,42 +162,51 @@ def fit_ladder(
     ``bounds``); step 1's form is ``chinchilla`` for x = [N, D], ``saturating_power`` for one x.
 
     holdout=k > 0: refit both steps without the k largest step-1 points (by N*D, or x) and score the
-    chained prediction of ``acc`` there; ``loss_data`` must then hold the ``acc`` column too, and step 2
-    is refitted without the held-out points' rows (``acc_data`` rows are matched by the x columns when
-    it has them)."""
+    chained prediction of ``acc`` there beside the naive forecasts, with a skill interval from the refit's
+    bootstrap draws; ``loss_data`` must then hold the ``acc`` column too, and step 2 is refitted without
+    the held-out points' rows (``acc_data`` rows are matched by the x columns when it has them)."""
     x = [x] if isinstance(x, str) else list(x)
-    step1_form = step1_form or ("chinchilla" if len(x) == 2 else "saturating_power")
-    opts1, opts2 = dict(step1 or {}), STEP2_DEFAULTS | dict(step2 or {})
+    recipe = _Recipe(
+        x,
+        loss,
+        acc,
+        step1_form or ("chinchilla" if len(x) == 2 else "saturating_power"),
+        step2_form,
+        dict(step1 or {}),
+        STEP2_DEFAULTS | dict(step2 or {}),
+        bootstrap,
+        seed,
+    )
     _check_step1_data(loss_data, x, loss)
-    ladder = _fit_steps(loss_data, acc_data, x, loss, acc, step1_form, step2_form, opts1, opts2, bootstrap, seed)
+    ladder = _fit_steps(recipe, loss_data, acc_data)
     if holdout:
-        ladder.holdout = _chained_holdout(
-            loss_data, acc_data, x, loss, acc, step1_form, step2_form, opts1, opts2, bootstrap, seed, holdout
-        )
+        ladder.holdout = _chained_holdout(recipe, loss_data, acc_data, holdout)
     return ladder
 
 
-def _fit_steps(loss_data, acc_data, x, loss, acc, form1, form2, opts1, opts2, bootstrap, seed) -> Ladder:
+def _fit_steps(r: _Recipe, loss_data, acc_data) -> Ladder:
     from scaling.laws.fitting import fit
 
     try:
-        law1 = fit(loss_data, x, loss, form1, bootstrap=bootstrap, seed=seed, **opts1)
+        law1 = fit(loss_data, r.x, r.loss, r.form1, bootstrap=r.bootstrap, seed=r.seed, **r.opts1)
     except LawError as e:
-        raise LawError(f"step 1 ({loss} from {', '.join(x)}): {e}") from None
+        raise LawError(f"step 1 ({r.loss} from {', '.join(r.x)}): {e}") from None
     try:
-        law2 = fit(acc_data, loss, acc, form2, bootstrap=bootstrap, seed=seed, **opts2)
+        law2 = fit(acc_data, r.loss, r.acc, r.form2, bootstrap=r.bootstrap, seed=r.seed, **r.opts2)
     except LawError as e:
-        raise LawError(f"step 2 ({acc} from {loss}): {e}") from None
+        raise LawError(f"step 2 ({r.acc} from {r.loss}): {e}") from None
     return Ladder(law1, law2)
 
 
-def _chained_holdout(loss_data, acc_data, x, loss, acc, form1, form2, opts1, opts2, bootstrap, seed, k) -> dict:
+def _chained_holdout(r: _Recipe, loss_data, acc_data, k: int) -> dict:
     """Both steps refitted without the k largest step-1 points, the chain scored on them against the
-    naive forecasts of accuracy along the same size axis (``scaling.laws.extrapolation``)."""
+    naive forecasts of accuracy along the same size axis (``scaling.laws.extrapolation``); a held-out
+    point within the saturation margin of the refit's ceiling (step 2's A) is no evidence."""
     import pandas as pd
 
-    from scaling.laws.extrapolation import Extrapolation, naive_forecasts, point_means, standard_error
+    from scaling.laws.extrapolation import Extrapolation, naive_forecasts, point_means, skill_draws, standard_error
 
+    x, loss, acc = r.x, r.loss, r.acc
     frame = pd.DataFrame({c: np.asarray(loss_data[c], dtype=np.float64) for c in [*x, loss, acc]})
     size = np.prod(frame[x].to_numpy(), axis=1)
     cut = np.sort(np.unique(size))[-k]
@@ -194,23 +217,29 @@ def _chained_holdout(loss_data, acc_data, x, loss, acc, form1, form2, opts1, opt
         acc_fit = acc_data[np.prod(np.stack([np.asarray(acc_data[c], float) for c in x], axis=1), axis=1) < cut]
     else:
         raise LawError(f"a ladder holdout needs the x columns {x} in the step-2 data, to leave the held-out points out")
-    refit = _fit_steps(fit_rows, acc_fit, x, loss, acc, form1, form2, opts1, opts2, bootstrap, seed)
+    refit = _fit_steps(r, fit_rows, acc_fit)
     held_size = np.prod(held_rows[x].to_numpy(), axis=1)
     fit_size = np.prod(fit_rows[x].to_numpy(), axis=1)
     groups = pd.factorize(pd.Series(held_size))[0]
     size_h, y_h, rows_h = point_means(held_size, held_rows[acc].to_numpy(), groups)
-    size_f, y_f, _ = point_means(fit_size, fit_rows[acc].to_numpy(), pd.factorize(pd.Series(fit_size))[0])
+    size_f, y_f, rows_f = point_means(fit_size, fit_rows[acc].to_numpy(), pd.factorize(pd.Series(fit_size))[0])
     points = held_rows.groupby(x, sort=False).first().reset_index()
     points = points.iloc[np.argsort(np.prod(points[x].to_numpy(), axis=1), kind="stable")]
-    y_pred = np.atleast_1d(refit.predict({c: points[c].to_numpy() for c in x}))
+    at = {c: points[c].to_numpy() for c in x}
+    y_pred = np.atleast_1d(refit.predict(at))
+    draws = np.zeros(0)
+    if r.bootstrap:
+        rng = np.random.default_rng(r.seed)
+        draws = skill_draws(refit.predict_draws(at)[0], rows_f, size_f, rows_h, size_h, rng)
     check = Extrapolation(
         x=points[x].to_numpy().tolist(),
         y=y_h,
         y_pred=y_pred,
         naive=naive_forecasts(size_f, y_f, size_h),
         se=standard_error(rows_h),
-        limit=None,
+        limit=refit.step2.params.get("A"),
         step=refit.step2.is_step,
+        skill_draws=draws,
     )
     summary = check.summary()
     summary["loss"] = {"y": points[loss].tolist(), "y_pred": np.atleast_1d(refit.predict_loss(points)).tolist()}

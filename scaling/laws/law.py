@@ -45,8 +45,32 @@ def as_inputs(x: Any, names: list[str], n_inputs: int) -> tuple[list[np.ndarray]
     return list(cols), scalar
 
 
+class HeldOutScores:
+    """The extrapolation check of a fitted law or ladder, read from its ``holdout`` record (None when it
+    was fitted without one; ``scaling.laws.extrapolation`` computes it)."""
+
+    holdout: dict[str, Any] | None
+
+    @property
+    def holdout_error(self) -> float:
+        """Mean absolute error on the held-out (largest) points, in y units; nan if not run."""
+        return math.nan if not self.holdout else from_strict(self.holdout.get("mean_abs_error"))
+
+    @property
+    def naive_error(self) -> float:
+        """The better naive forecast's error on the held-out points (persistence or a line in log x)."""
+        return math.nan if not self.holdout else from_strict(self.holdout.get("naive_error"))
+
+    @property
+    def skill(self) -> float | None:
+        """1 - holdout_error / naive_error; None when the held-out points cannot judge the law (the
+        reason is ``holdout["skill_reason"]``) or there was no holdout."""
+        value = None if not self.holdout else self.holdout.get("skill")
+        return None if value is None else float(value)
+
+
 @dataclass
-class Law:
+class Law(HeldOutScores):
     """A fitted scaling law.
 
     ``params`` are keyed by the form's parameter names; ``ci[name] = (lo, hi)`` holds the
@@ -75,23 +99,6 @@ class Law:
     @property
     def spec(self) -> Form:
         return FORMS[self.form]
-
-    @property
-    def holdout_error(self) -> float:
-        """Mean absolute error on the held-out (largest) points, in y units; nan if not run."""
-        return math.nan if not self.holdout else from_strict(self.holdout.get("mean_abs_error"))
-
-    @property
-    def naive_error(self) -> float:
-        """The better naive forecast's error on the held-out points (persistence or a line in log x)."""
-        return math.nan if not self.holdout else from_strict(self.holdout.get("naive_error"))
-
-    @property
-    def skill(self) -> float | None:
-        """1 - holdout_error / naive_error; None when the held-out points cannot judge the law (the
-        reason is ``holdout["skill_reason"]``) or there was no holdout."""
-        value = None if not self.holdout else self.holdout.get("skill")
-        return None if value is None else float(value)
 
     @property
     def is_step(self) -> bool:
@@ -129,12 +136,12 @@ class Law:
             raise LawError(f"law for {self.y!r} has no bootstrap samples: fit it with bootstrap=B > 0")
         cols, scalar = as_inputs(x, self.x, self.spec.inputs)
         theta = [self.samples[:, i : i + 1] for i in range(self.samples.shape[1])]
-        with np.errstate(over="ignore", divide="ignore"):
-            return self.spec.predict(theta, cols, np), scalar
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # a degenerate draw gives nan,
+            return self.spec.predict(theta, cols, np), scalar  # which the bands (nanpercentile) leave out
 
     def interval(self, x: Any, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Bootstrap percentile band (lo, hi) of the law's curve at ``x``."""
-        _check_level(level)
+        check_level(level)
         pred, scalar = self.predict_draws(x)
         q = 50 * (1 - level), 50 * (1 + level)
         lo, hi = np.nanpercentile(pred, q, axis=0)
@@ -161,7 +168,7 @@ class Law:
 
     def solve_interval(self, y: float, level: float = 0.95) -> tuple[float, float]:
         """Bootstrap percentile interval of ``solve(y)``; inf where a draw never reaches y."""
-        _check_level(level)
+        check_level(level)
         if self.samples is None or len(self.samples) == 0:
             raise LawError(f"law for {self.y!r} has no bootstrap samples: fit it with bootstrap=B > 0")
         theta = [self.samples[:, i] for i in range(self.samples.shape[1])]
@@ -236,8 +243,8 @@ class Law:
         return write_json(path, self.to_dict())
 
 
-def skill_text(law: Law) -> str:
-    """'0.83 [0.61, 0.95]', 'n/a (reason)' or '-0.4 (does not predict)' for reports."""
+def skill_text(law: Law | Any) -> str:
+    """'0.83 [0.61, 0.95]', 'n/a (reason)' or '-0.4 (does not predict)' for reports (a Law or a Ladder)."""
     h = law.holdout or {}
     if law.skill is None:
         return f"n/a ({h.get('skill_reason') or 'no holdout'})"
@@ -246,7 +253,7 @@ def skill_text(law: Law) -> str:
     return text + (" (does not predict)" if law.skill <= 0 else "")
 
 
-def _check_level(level: float) -> None:
+def check_level(level: float) -> None:
     if not 0 < level < 1:
         raise LawError(f"level must be in (0, 1), got {level}")
 

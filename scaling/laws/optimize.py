@@ -39,6 +39,7 @@ class _State(NamedTuple):
 def minimize_batch(
     fun: Callable[..., jax.Array],
     x0_IxJ: jax.Array,
+    *,
     per_start: tuple = (),
     shared: tuple = (),
     maxiter: int | jax.Array = 1000,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from scaling.errors import ScalingError, TaskError
 from scaling.tasks.answers import AnswerChecker
-from scaling.tasks.arithmetic import Addition, RunningSum
+from scaling.tasks.arithmetic import Addition, IndexedAddition, RunningSum
 from scaling.tasks.base import Examples, Task, generate
 from scaling.tasks.checker import answer_span, exact_answer, first_eot, written_tokens
 from scaling.tasks.search import PathSearch
@@ -17,6 +17,7 @@ TASKS: dict[str, Task] = {
     for t in (
         RunningSum(),
         Addition(),
+        IndexedAddition(),
         VariableChain(),
         Cipher(1),
         Cipher(3),

@@ -22,7 +22,7 @@ from dataclasses import astuple, dataclass
 import numpy as np
 
 from scaling.errors import TaskError
-from scaling.tasks.checker import exact_answer
+from scaling.tasks.checker import exact_answer, first_eot
 from scaling.tokenizer import BOS, CHAR_TOKENIZER, DIGITS, EOS, EOT, PAD, Tokenizer, encode
 
 HELD_OUT_MODULUS = 8  # a prompt whose hash is 0 mod 8 belongs to the held-out evaluation split
@@ -33,7 +33,7 @@ class Blocks:
     prompt: np.ndarray  # (N, L) int32
     trace: np.ndarray  # (N, W)
     answer: np.ndarray  # (N, A)
-    key: np.ndarray | None = None  # (N, K) what ``Task.check`` reads; None: the answer (exact match)
+    key: np.ndarray | None = None  # (N, Y) what ``Task.check`` reads; None: the answer (exact match)
 
     def rows(self, keep) -> Blocks:
         """The blocks of the rows selected by ``keep`` (a mask or indices)."""
@@ -46,7 +46,7 @@ class Blocks:
 
     @property
     def checked(self) -> np.ndarray:
-        """(N, K) the checker's key: ``key``, or the answer where the task checks exact answers."""
+        """(N, Y) the checker's key: ``key``, or the answer where the task checks exact answers."""
         return self.answer if self.key is None else self.key
 
 
@@ -59,7 +59,7 @@ class Examples:
     answer: np.ndarray  # (N, A) answer tokens, PAD-padded to the longest
     answer_len: np.ndarray  # (N,)
     difficulty: np.ndarray  # (N,)
-    key: np.ndarray  # (N, K) what ``Task.check`` reads, PAD-padded to the widest
+    key: np.ndarray  # (N, Y) what ``Task.check`` reads, PAD-padded to the widest
 
     @property
     def loss_mask(self) -> np.ndarray:
@@ -71,7 +71,7 @@ class Examples:
     def answer_mask(self) -> np.ndarray:
         """(N, T-1) float32: 1 where the next token is an answer token or the <eos> that closes it."""
         t = np.arange(1, self.tokens.shape[1])[None, :]
-        eot = np.argmax(self.tokens == EOT, axis=1)[:, None]
+        eot = first_eot(self.tokens)[:, None]
         return ((t > eot) & (t <= eot + self.answer_len[:, None] + 1)).astype(np.float32)
 
     def __len__(self) -> int:
@@ -111,17 +111,17 @@ class Task:
         ``easy_blocks``. A prompt belongs to the held-out 'eval' split when its hash is 0 mod 8."""
         return hashed_split_blocks(self, d, n, split, rng, easy)
 
-    def check(self, gen_NxG, key_NxK, xp=np):
+    def check(self, gen_NxG, key_NxY, xp=np):
         """0/1 reward per row of generations (numpy or, with ``xp=jax.numpy``, inside jit) against each
         problem's key: by default the exact answer (the key is the answer)."""
-        return exact_answer(gen_NxG, key_NxK, xp)
+        return exact_answer(gen_NxG, key_NxY, xp)
 
     def widths(self, d: int) -> tuple[int, int, int]:
         """(L, W, A): the largest prompt, trace and answer at difficulty d (block widths, fixed for a d)."""
         return _block_widths(self, d)[:3]
 
     def key_width(self, d: int) -> int:
-        """K: the checker's key width at difficulty d."""
+        """Y: the checker's key width at difficulty d."""
         return _block_widths(self, d)[3]
 
     def seq_len(self, difficulties) -> int:
@@ -135,7 +135,7 @@ class Task:
 
 @functools.cache
 def _block_widths(task: Task, d: int) -> tuple[int, int, int, int]:
-    """(L, W, A, K) of ``task``'s blocks at difficulty d, from one problem (the widths are fixed for a d)."""
+    """(L, W, A, Y) of ``task``'s blocks at difficulty d, from one problem (the widths are fixed for a d)."""
     b = task.blocks(d, 1, np.random.default_rng(0))
     return b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1], b.checked.shape[1]
 
@@ -152,11 +152,13 @@ def const(text: str, n: int) -> np.ndarray:
 
 
 def prompt_hash(prompt: np.ndarray) -> np.ndarray:
-    """A 64-bit hash per row (FNV-style multiply plus a splitmix finaliser), stable across runs."""
+    """A 64-bit hash per row of its tokens other than PAD (FNV-style multiply plus a splitmix finaliser),
+    stable across runs: a prompt block with absent content (PAD) hashes as the prompt it assembles into."""
     h = np.full(prompt.shape[0], 0xCBF29CE484222325, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(prompt.shape[1]):
-            h = (h ^ prompt[:, j].astype(np.uint64)) * np.uint64(0x100000001B3)
+            token = prompt[:, j].astype(np.uint64)
+            h = np.where(token == PAD, h, (h ^ token) * np.uint64(0x100000001B3))
         h ^= h >> np.uint64(31)
         h *= np.uint64(0x7FB5D329728EA185)
         h ^= h >> np.uint64(27)
@@ -183,6 +185,29 @@ def hashed_split_blocks(task: Task, d: int, n: int, split: str, rng: np.random.G
     return Blocks.concat(parts).rows(slice(0, n))
 
 
+def _sequences(b: Blocks, rng: np.random.Generator, cut_frac: float, corrupt_frac: float) -> np.ndarray:
+    """(N, L + W + A + 3) rows ``<bos> prompt trace <eot> answer <eos>``, PAD (absent content) moved to
+    the end of each row; ``corrupt_frac`` of rows carry a neighbour's trace and answer, and ``cut_frac``
+    of rows a trace cut after k of its n tokens (k < n, uniform)."""
+    m, W = len(b.prompt), b.trace.shape[1]
+    trace, said = b.trace, b.answer
+    if corrupt_frac > 0 and m > 1:
+        bad = (rng.random(m) < corrupt_frac)[:, None]
+        donor = np.roll(np.arange(m), 1)  # problems are independent draws: a neighbour's trace is wrong here
+        trace, said = np.where(bad, trace[donor], trace), np.where(bad, said[donor], said)
+    n_trace = (trace != PAD).sum(axis=1)
+    k = n_trace
+    if cut_frac > 0 and W > 0:
+        cut = rng.random(m) < cut_frac
+        k = np.where(cut, rng.integers(0, np.maximum(n_trace, 1)), n_trace)
+    trace = np.where(np.arange(W)[None, :] < k[:, None], trace, PAD)
+    full = np.concatenate(
+        [np.full((m, 1), BOS), b.prompt, trace, np.full((m, 1), EOT), said, np.full((m, 1), EOS)], axis=1
+    )
+    # Close the gaps: every PAD (absent content) moves to the end of its row, the order of the rest kept.
+    return np.take_along_axis(full, np.argsort(full == PAD, axis=1, kind="stable"), axis=1)
+
+
 def generate(
     task: Task,
     difficulty: np.ndarray,
@@ -204,10 +229,10 @@ def generate(
     levels = [int(d) for d in np.unique(difficulty)]
     T = seq_len or task.seq_len(levels)
     A_max = max(task.widths(d)[2] for d in levels)
-    K_max = max(task.key_width(d) for d in levels)
+    Y_max = max(task.key_width(d) for d in levels)
     tokens = np.full((n, T), PAD, dtype=np.int32)
     answer = np.full((n, A_max), PAD, dtype=np.int32)
-    key = np.full((n, K_max), PAD, dtype=np.int32)
+    key = np.full((n, Y_max), PAD, dtype=np.int32)
     prompt_len = np.zeros(n, dtype=np.int32)
     answer_len = np.zeros(n, dtype=np.int32)
     for d in levels:
@@ -223,24 +248,7 @@ def generate(
         L, W, A = b.prompt.shape[1], b.trace.shape[1], b.answer.shape[1]
         if L + W + A + 3 > T:
             raise TaskError(f"task {task.name!r} at difficulty {d} needs {L + W + A + 3} tokens, seq_len is {T}")
-        m = len(rows)
-        trace, said = b.trace, b.answer
-        if corrupt_frac > 0 and m > 1:
-            bad = (rng.random(m) < corrupt_frac)[:, None]
-            donor = np.roll(np.arange(m), 1)  # problems are independent draws: a neighbour's trace is wrong here
-            trace, said = np.where(bad, trace[donor], trace), np.where(bad, said[donor], said)
-        # Cut the trace of some rows after k of its n tokens (k < n): the rest of it is dropped.
-        n_trace = (trace != PAD).sum(axis=1)
-        k = n_trace
-        if cut_frac > 0 and W > 0:
-            cut = rng.random(m) < cut_frac
-            k = np.where(cut, rng.integers(0, np.maximum(n_trace, 1)), n_trace)
-        trace = np.where(np.arange(W)[None, :] < k[:, None], trace, PAD)
-        full = np.concatenate(
-            [np.full((m, 1), BOS), b.prompt, trace, np.full((m, 1), EOT), said, np.full((m, 1), EOS)], axis=1
-        )
-        # Close the gaps: every PAD (absent content) moves to the end of its row, the order of the rest kept.
-        full = np.take_along_axis(full, np.argsort(full == PAD, axis=1, kind="stable"), axis=1)
+        full = _sequences(b, rng, cut_frac, corrupt_frac)
         tokens[rows, : full.shape[1]] = full
         answer[rows, :A] = b.answer
         checked = b.checked

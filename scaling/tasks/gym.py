@@ -56,6 +56,18 @@ def level_configs(source) -> list[dict]:
     return out
 
 
+def _reference(name: str, d: int, i: int, answer, checker: AnswerChecker | None) -> str:
+    """Entry i's reference answer as text, which supervised training imitates; some datasets have none
+    (their scorer judges a solution by itself), and those cannot be trained on here."""
+    where = f"reasoning_gym: {name} at difficulty {d}, problem {i}"
+    if answer is None or not str(answer).strip():
+        raise TaskError(f"{where}: no reference answer to train on (the dataset scores solutions without one)")
+    why = None if checker is None else checker.reference_error(str(answer))
+    if why is not None:
+        raise TaskError(f"{where}: the {checker.kind} checker expects {why}")
+    return str(answer)
+
+
 def gym_task(source, checker: AnswerChecker | None = None, name: str | None = None) -> ProblemSet:
     """The problem set of a reasoning-gym dataset (``scaling.settings.GymSource``); ``checker`` replaces
     the library's scorer where given."""
@@ -70,8 +82,12 @@ def gym_task(source, checker: AnswerChecker | None = None, name: str | None = No
             raise TaskError(f"reasoning_gym: {source.name} at difficulty {d} rejects {settings}: {e}") from None
         datasets[d] = data
         for i in range(source.size):
-            entry = data[i]
-            problems.append(Problem(entry["question"], str(entry["answer"]), difficulty=d, id=f"{d}-{i}", entry=entry))
+            try:  # the library generates entry i on access, where some settings fail
+                entry = data[i]
+            except (AssertionError, TypeError, ValueError) as e:
+                raise TaskError(f"reasoning_gym: {source.name} at difficulty {d} rejects {settings}: {e}") from None
+            answer = _reference(source.name, d, i, entry.get("answer"), checker)
+            problems.append(Problem(entry["question"], answer, difficulty=d, id=f"{d}-{i}", entry=entry))
 
     def score(p: Problem, text: str | None) -> float:
         if checker is not None:

@@ -98,14 +98,14 @@ class ProblemSet(Task):
         order = np.concatenate([rng.permutation(pool) for _ in range(epochs)])[:n] if n else pool[:0]
         return self._blocks[d].rows(order)
 
-    def check(self, gen_NxG, key_NxK, xp=np):
+    def check(self, gen_NxG, key_NxY, xp=np):
         """The score of each generated answer (the text between the first <eot> and the <eos> after it)."""
         if xp is not np:
             raise TaskError(f"task {self.name!r} is checked on the host (it has no jax.numpy checker)")
         gen_NxG, G = np.asarray(gen_NxG), np.shape(gen_NxG)[1]
         e_N, s_N = answer_span(gen_NxG)
         out = np.zeros(len(gen_NxG), np.float32)
-        for i, (e, s, k) in enumerate(zip(e_N, s_N, np.asarray(key_NxK)[:, 0])):
+        for i, (e, s, k) in enumerate(zip(e_N, s_N, np.asarray(key_NxY)[:, 0])):
             if s < G:  # an answer closed by <eos>
                 out[i] = self.score(self.problems[k], byte_text(gen_NxG[i, e + 1 : s]))
         return out

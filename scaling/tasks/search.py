@@ -91,34 +91,34 @@ def depth_first(children: list[list[int]], start: int, goal: int) -> tuple[list[
     raise ValueError(f"goal {goal} is not reachable from {start}")  # random_dag makes every node reachable
 
 
-def node_codes(tokens_NxAxM, xp=np):
-    """(N, A) one integer per node name of M tokens (base VOCAB_SIZE; the token itself when M = 1), and
+def node_codes(tokens_NxAxZ, xp=np):
+    """(N, A) one integer per node name of Z tokens (base VOCAB_SIZE; the token itself when Z = 1), and
     (N, A) whether each name's tokens are in the vocabulary (a name with an id outside it names no node)."""
-    M = tokens_NxAxM.shape[-1]
-    in_vocab_NxA = xp.all((tokens_NxAxM >= 0) & (tokens_NxAxM < VOCAB_SIZE), axis=-1)
-    code_NxA = tokens_NxAxM[..., 0]
-    for m in range(1, M):
-        code_NxA = code_NxA * VOCAB_SIZE + tokens_NxAxM[..., m]
+    Z = tokens_NxAxZ.shape[-1]
+    in_vocab_NxA = xp.all((tokens_NxAxZ >= 0) & (tokens_NxAxZ < VOCAB_SIZE), axis=-1)
+    code_NxA = tokens_NxAxZ[..., 0]
+    for z in range(1, Z):
+        code_NxA = code_NxA * VOCAB_SIZE + tokens_NxAxZ[..., z]
     return code_NxA, in_vocab_NxA
 
 
-def path_answer(gen_NxG, key_NxK, xp=np, name_len: int = 1, max_nodes: int = len(NAMES)):
+def path_answer(gen_NxG, key_NxY, xp=np, name_len: int = 1, max_nodes: int = len(NAMES)):
     """1.0 where the answer (after the first <eot>, through <eos>) is a path along the key's edges from
     its start to its goal, else 0.0. The answer is node names of ``name_len`` tokens each; ``key`` =
     [start, goal, u1, v1, u2, v2, ...] node codes (``node_codes``; for one-token names the token ids), PAD
     after the last edge u -> v. Any token ids are fine (never an index: only comparisons)."""
-    G, M = gen_NxG.shape[1], name_len
+    G, Z = gen_NxG.shape[1], name_len
     A = max_nodes  # a path in a DAG visits each node at most once
     e_N, s_N = answer_span(gen_NxG, xp)
     len_N = s_N - e_N - 1  # answer tokens
-    nodes_N = len_N // M
-    slot_AM = xp.arange(A * M)[None, :]
-    idx_NxAM = e_N[:, None] + 1 + slot_AM
-    tok_NxAM = xp.take_along_axis(gen_NxG, xp.minimum(idx_NxAM, G - 1), axis=1)
-    got_NxA, named_NxA = node_codes(tok_NxAM.reshape(-1, A, M), xp)
+    nodes_N = len_N // Z
+    slot_AZ = xp.arange(A * Z)[None, :]
+    idx_NxAZ = e_N[:, None] + 1 + slot_AZ
+    tok_NxAZ = xp.take_along_axis(gen_NxG, xp.minimum(idx_NxAZ, G - 1), axis=1)
+    got_NxA, named_NxA = node_codes(tok_NxAZ.reshape(-1, A, Z), xp)
     used_NxA = xp.arange(A)[None, :] < nodes_N[:, None]
-    start_N, goal_N = key_NxK[:, 0], key_NxK[:, 1]
-    u_NxE, v_NxE = key_NxK[:, 2::2], key_NxK[:, 3::2]
+    start_N, goal_N = key_NxY[:, 0], key_NxY[:, 1]
+    u_NxE, v_NxE = key_NxY[:, 2::2], key_NxY[:, 3::2]
     # got[j] -> got[j+1] must be an edge for every j + 1 < len: a (N, A-1, E) comparison with the edge list
     parent_NxA1, child_NxA1 = got_NxA[:, :-1], got_NxA[:, 1:]
     edge_NxA1xE = (
@@ -129,7 +129,7 @@ def path_answer(gen_NxG, key_NxK, xp=np, name_len: int = 1, max_nodes: int = len
     steps_ok_N = xp.all(edge_NxA1xE.any(axis=2) | ~used_NxA[:, 1:], axis=1)
     named_N = xp.all(named_NxA | ~used_NxA, axis=1)
     last_N = xp.take_along_axis(got_NxA, xp.clip(nodes_N - 1, 0, A - 1)[:, None], axis=1)[:, 0]
-    whole_N = (s_N < G) & (len_N % M == 0) & (nodes_N >= 2) & (nodes_N <= A)
+    whole_N = (s_N < G) & (len_N % Z == 0) & (nodes_N >= 2) & (nodes_N <= A)
     ok_N = whole_N & named_N & (got_NxA[:, 0] == start_N) & (last_N == goal_N) & steps_ok_N
     return ok_N.astype(xp.float32)
 
@@ -158,23 +158,23 @@ class PathSearch(Task):
             idx = rng.permutation(len(NAMES))[:V]
             return [NAMES[i] for i in idx], LETTERS[idx]
         idx = rng.choice(len(NAMES) ** self.name_len, V, replace=False)
-        letters_VxM = np.stack([idx // len(NAMES) ** m % len(NAMES) for m in reversed(range(self.name_len))], 1)
-        return ["".join(NAMES[i] for i in row) for row in letters_VxM.tolist()], node_codes(LETTERS[letters_VxM])[0]
+        letters_VxZ = np.stack([idx // len(NAMES) ** m % len(NAMES) for m in reversed(range(self.name_len))], 1)
+        return ["".join(NAMES[i] for i in row) for row in letters_VxZ.tolist()], node_codes(LETTERS[letters_VxZ])[0]
 
     def widths(self, d):
-        V, M = self.nodes(d), self.name_len
+        V, Z = self.nodes(d), self.name_len
         steps = 2 * V - 3  # every node but the start and the goal entered and left, then the goal entered
         # prompt 'g s>t ' then V lists 'u:abc' and '?'; trace steps 'u>v' apart; the path; start, goal, edges
-        return V * (4 * M + 2) + 2 * M + 4, (2 * M + 2) * steps - 1, M * V
+        return V * (4 * Z + 2) + 2 * Z + 4, (2 * Z + 2) * steps - 1, Z * V
 
     def key_width(self, d):
         return 2 + 4 * (self.nodes(d) - 1)  # at most two parents per node
 
     def blocks(self, d, n, rng):
-        V, M = self.nodes(d), self.name_len
-        (L, W, A), K = self.widths(d), self.key_width(d)
+        V, Z = self.nodes(d), self.name_len
+        (L, W, A), Y = self.widths(d), self.key_width(d)
         prompt = np.zeros((n, L), np.int32)
-        trace, answer, key = (np.full((n, w), PAD, np.int32) for w in (W, A, K))
+        trace, answer, key = (np.full((n, w), PAD, np.int32) for w in (W, A, Y))
         for i in range(n):
             children = random_dag(V, rng, self.extra_parent)
             name, code = self.names(V, rng)
@@ -182,16 +182,16 @@ class PathSearch(Task):
             goal = far[rng.integers(len(far))]
             steps, path = depth_first(children, 0, goal)
             lists = " ".join(
-                name[u] + ":" + "".join(name[c] for c in children[u]).ljust(MAX_CHILDREN * M)
+                name[u] + ":" + "".join(name[c] for c in children[u]).ljust(MAX_CHILDREN * Z)
                 for u in rng.permutation(V)
             )
             prompt[i] = encode(f"g {name[0]}>{name[goal]} {lists}?")
             t = encode(" ".join(name[u] + op + name[v] for u, op, v in steps))
             trace[i, : len(t)] = t
-            answer[i, : M * len(path)] = encode("".join(name[u] for u in path))
+            answer[i, : Z * len(path)] = encode("".join(name[u] for u in path))
             edges = [(u, c) for u in range(V) for c in children[u]]
             key[i, : 2 + 2 * len(edges)] = code[[0, goal, *(x for e in edges for x in e)]]
         return Blocks(prompt, trace, answer, key)
 
-    def check(self, gen_NxG, key_NxK, xp=np):
-        return path_answer(gen_NxG, key_NxK, xp, self.name_len, self.nodes(self.max_difficulty))
+    def check(self, gen_NxG, key_NxY, xp=np):
+        return path_answer(gen_NxG, key_NxY, xp, self.name_len, self.nodes(self.max_difficulty))
