@@ -59,7 +59,8 @@ class Checkpoints:
         for step in self._mngr.all_steps():
             self._mngr.delete(step)
         self._mngr.reload()
-        (self.directory / "meta.json").unlink(missing_ok=True)
+        if jax.process_index() == 0:
+            (self.directory / "meta.json").unlink(missing_ok=True)
 
     def restore(self, step: int, like: dict, expect: dict | None = None) -> dict:
         """The items saved at ``step``, each restored against its abstract tree in ``like`` (name -> tree of

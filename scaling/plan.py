@@ -345,10 +345,9 @@ def _warn_repeats(plan: Plan) -> None:
         want = max(run.eval.n_per_difficulty, tt.n_per_difficulty if tt.budgets or tt.ks or tt.rounds else 0)
         for d in range(lo, hi + 1):
             if held_out.get(d, 0) < want:
-                short[(task.name, task.source, d)] = (held_out.get(d, 0), want)
-    if short:
-        (name, source, _), _ = next(iter(short.items()))
-        levels = ", ".join(f"difficulty {d}: {have} < {want}" for (_, _, d), (have, want) in short.items())
+                short.setdefault((task.name, task.source), {})[d] = (held_out.get(d, 0), want)
+    for (name, source), by_level in short.items():
+        levels = ", ".join(f"difficulty {d}: {have} < {want}" for d, (have, want) in by_level.items())
         warnings.warn(
             f"{plan.source}: evaluation scores some held-out problems of task {name!r} ({source}) more than once, "
             f"since it asks for more problems than the held-out split has ({levels}); lower eval.n_per_difficulty",

@@ -80,18 +80,13 @@ def _start(params_R, hp, n_seeds: int) -> tuple[TrainState, Any]:
     return jax.device_put(TrainState(jnp.zeros((n_seeds,), jnp.int32), params_R, opt_R), everywhere), ref_R
 
 
-def _metric_rows(m: dict, seeds, first_step: int, rc: RLConfig) -> list[dict]:
-    """One metrics row per (step, seed) of a chunk, with the prompts and completions seen by its end."""
-    rows = []
-    for r, s in enumerate(seeds):
-        for k in range(rc.chunk_steps):
-            step = first_step + k
-            seen = (step + 1) * rc.prompts_per_step
-            values = {key: float(v[r, k]) for key, v in m.items()}
-            rows.append(
-                {"step": step, "seed": s, **values, "prompts_seen": seen, "completions_seen": seen * rc.group_size}
-            )
-    return rows
+def _metric_rows(m: dict, seeds, first_step: int, chunk_steps: int) -> list[dict]:
+    """One metrics row per (step, seed) of a chunk: the step's values from the (R, C) arrays of ``m``."""
+    return [
+        {"step": first_step + k, "seed": s, **{key: float(v[r, k]) for key, v in m.items()}}
+        for r, s in enumerate(seeds)
+        for k in range(chunk_steps)
+    ]
 
 
 def rl_train(
@@ -143,11 +138,16 @@ def rl_train(
         rates_RxCxP = m.pop("pass_rate_P")
         for r, (_, d_CxP) in enumerate(drawn):
             update_pass_rates(pass_rate_R[r], levels, d_CxP, rates_RxCxP[r])
-        chunk_rows = _metric_rows(m, seeds, c * rc.chunk_steps, rc)
-        rows += [{k: v for k, v in row.items() if k not in ("prompts_seen", "completions_seen")} for row in chunk_rows]
+        chunk_rows = _metric_rows(m, seeds, c * rc.chunk_steps, rc.chunk_steps)
+        rows += chunk_rows
         seen += rc.chunk_steps * rc.prompts_per_step
-        if on_chunk is not None:
-            on_chunk(c + 1, n_chunks, float(rates_RxCxP.mean()), chunk_rows)
+        if on_chunk is not None:  # with the prompts and completions seen by the end of each step
+            P, Q = rc.prompts_per_step, rc.group_size
+            seen_rows = [
+                row | {"prompts_seen": (row["step"] + 1) * P, "completions_seen": (row["step"] + 1) * P * Q}
+                for row in chunk_rows
+            ]
+            on_chunk(c + 1, n_chunks, float(rates_RxCxP.mean()), seen_rows)
         while pending and seen >= pending[0]:
             pending.pop(0)
             ladder_rows += ladder_point(cfg, state_R.params, seeds, task, ec, seen)

@@ -16,7 +16,6 @@ A stage returns a small JSON-able summary (counts, seconds) that the sweep store
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,7 @@ import pandas as pd
 
 from scaling import checkpoint, io
 from scaling.config import RunConfig
-from scaling.errors import CheckpointMismatch, StageFailed
+from scaling.errors import StageFailed
 from scaling.evaluate import (
     LOSS_COLUMNS,
     accuracy_table,
@@ -84,13 +83,9 @@ def train_stage(run: RunConfig, out: Path, inputs: list[Path], log: Log, progres
         log(f"chunk {done}/{total} loss per seed {np.round(m['loss'][:, -1], 4).tolist()}")
 
     t0 = time.perf_counter()
-    try:
-        res = train(cfg, task, run.train, seeds, checkpoint_dir=out / "checkpoint", on_chunk=on_chunk, log=log)
-    except CheckpointMismatch as e:  # this stage's directory holds another run's checkpoint: never trusted
-        log(f"{e}; retraining from the start")
-        if is_writer():
-            shutil.rmtree(out / "checkpoint")
-        res = train(cfg, task, run.train, seeds, checkpoint_dir=out / "checkpoint", on_chunk=on_chunk, log=log)
+    # A checkpoint in this stage's directory made for another run (another version wrote it) is never trusted.
+    ckpt = {"checkpoint_dir": out / "checkpoint", "restart_if_mismatched": True}
+    res = train(cfg, task, run.train, seeds, **ckpt, on_chunk=on_chunk, log=log)
     _finite_or_fail(res.loss_RxN, "training loss", seeds)
     counts = param_counts(cfg)
     tokens = res.steps * run.train.batch_size * res.seq_len

@@ -25,7 +25,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaling import checkpoint
-from scaling.errors import ConfigError, ScalingError
+from scaling.errors import CheckpointMismatch, ConfigError, ScalingError
 from scaling.model import init_params, token_logprobs
 from scaling.optim import OptimizerHP, TrainState, learning_rate, optimizer
 from scaling.settings import TrainConfig, total_steps
@@ -173,15 +173,22 @@ def load_params(checkpoint_dir: str | Path, cfg: ModelConfig, task: Task, seeds)
         return ckpt.restore(step, {"state": state}, expect)["state"].params
 
 
-def _resume(ckpt: checkpoint.Checkpoints, like: TrainState, meta: dict, log) -> tuple | None:
+def _resume(ckpt: checkpoint.Checkpoints, like: TrainState, meta: dict, log, restart: bool) -> tuple | None:
     """(state, [loss history], next chunk) from the newest checkpoint step, or None where there is none.
-    A checkpoint made for another run raises (CheckpointMismatch); a step that cannot be read (cut short)
-    is named through ``log``, dropped, and training starts again."""
+    A checkpoint made for another run raises (CheckpointMismatch), or with ``restart`` is named through
+    ``log``, deleted, and training starts again; so is a step that cannot be read (cut short)."""
     if (found := ckpt.latest_step()) is None:
         return None
     try:
         restored = ckpt.restore(found, {"state": like, "loss": None}, expect=meta)
-    except ScalingError:  # made for another run: never trained over
+    except CheckpointMismatch as e:  # made for another run: never trained over
+        if not restart:
+            raise
+        if log is not None:
+            log(f"{e}; retraining from the start")
+        ckpt.clear()
+        return None
+    except ScalingError:
         raise
     except Exception as e:  # a step cut short: never trusted
         if log is not None:
@@ -210,11 +217,13 @@ def train(
     on_chunk: Callable[[int, int, dict], None] | None = None,
     stop_after_chunks: int | None = None,
     log: Callable[[str], None] | None = None,
+    restart_if_mismatched: bool = False,
 ) -> TrainResult:
     """Train one model shape for every seed; resume from ``checkpoint_dir`` if it holds a chunk.
     ``on_chunk(done, total, metrics)`` gets each chunk's (R, C) ``loss``, ``grad_norm`` and ``lr`` and its
     (C,) ``step`` numbers. A checkpoint step that cannot be restored (cut short) is named through
-    ``log``, dropped, and trained again from the start."""
+    ``log``, dropped, and trained again from the start. A checkpoint made for another run (task, shape,
+    seeds, schedule) raises CheckpointMismatch, or with ``restart_if_mismatched`` is deleted and retrained."""
     seq_len = task.seq_len(range(tc.difficulties[0], tc.difficulties[1] + 1))
     steps = total_steps(tc, cfg, seq_len)
     n_chunks = steps // tc.chunk_steps
@@ -238,7 +247,8 @@ def train(
         "chunk_steps": tc.chunk_steps,
     }
     with checkpoint.Checkpoints(checkpoint_dir) if checkpoint_dir is not None else contextlib.nullcontext() as ckpt:
-        if ckpt is not None and (restored := _resume(ckpt, abstract_state(cfg, len(seeds), everywhere), meta, log)):
+        like = abstract_state(cfg, len(seeds), everywhere)
+        if ckpt is not None and (restored := _resume(ckpt, like, meta, log, restart_if_mismatched)):
             state, losses, start = restored
         for chunk in range(start, n_chunks):
             batches = [chunk_batches(task, tc, s, chunk, steps, seq_len) for s in seeds]

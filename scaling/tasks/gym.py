@@ -76,16 +76,13 @@ def gym_task(source, checker: AnswerChecker | None = None, name: str | None = No
         raise TaskError(f"reasoning_gym: unknown dataset {source.name!r}; known: {sorted(factory.DATASETS)[:12]}...")
     problems, datasets = [], {}
     for d, settings in enumerate(level_configs(source), 1):
-        try:
+        try:  # the library generates an entry when it is read, where some settings fail too
             data = rg.create_dataset(source.name, **settings, size=source.size, seed=source.seed + d * SEED_STRIDE)
+            entries = [data[i] for i in range(source.size)]
         except (AssertionError, TypeError, ValueError) as e:
             raise TaskError(f"reasoning_gym: {source.name} at difficulty {d} rejects {settings}: {e}") from None
         datasets[d] = data
-        for i in range(source.size):
-            try:  # the library generates entry i on access, where some settings fail
-                entry = data[i]
-            except (AssertionError, TypeError, ValueError) as e:
-                raise TaskError(f"reasoning_gym: {source.name} at difficulty {d} rejects {settings}: {e}") from None
+        for i, entry in enumerate(entries):
             answer = _reference(source.name, d, i, entry.get("answer"), checker)
             problems.append(Problem(entry["question"], answer, difficulty=d, id=f"{d}-{i}", entry=entry))
 
