@@ -17,7 +17,8 @@ import orbax.checkpoint as ocp
 from scaling.errors import CheckpointMismatch, ScalingError
 from scaling.io import interrupts_deferred, read_json, write_json
 
-IMPLIED = {"positions": "rope"}  # meta keys added later, with the value that checkpoints written before imply
+# Meta keys added later, with the value that checkpoints written before imply.
+IMPLIED = {"positions": "rope", "init": "normal"}
 
 
 class Checkpoints:

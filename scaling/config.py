@@ -22,7 +22,7 @@ import yaml
 
 from scaling.errors import ConfigError, TaskError
 from scaling.settings import ADVANTAGES, EvalConfig, ProblemsTask, RLConfig, TestTimeConfig, TrainConfig
-from scaling.specs import POSITIONS, PRESETS
+from scaling.specs import INITS, POSITIONS, PRESETS
 from scaling.tasks import TASKS, Task, get_task
 
 __all__ = ["ConfigError", "EvalConfig", "RLConfig", "RunConfig", "TestTimeConfig", "TrainConfig", "load_run_config"]
@@ -38,6 +38,7 @@ class RunConfig:
     testtime: TestTimeConfig = field(default_factory=TestTimeConfig)
     rl: RLConfig | None = None  # an RL stage after supervised training
     positions: str = "rope"  # the models' position scheme (``scaling.specs.POSITIONS``)
+    init: str = "normal"  # the models' initial weights (``scaling.specs.INITS``)
 
     def validate(self, where: str = "config") -> RunConfig:
         """This config, or a ConfigError naming ``where``, the key and what was expected."""
@@ -69,6 +70,8 @@ def validate_run(run: RunConfig, where: str = "config") -> None:
         raise _bad(where, "seeds", "a non-empty list of distinct integers", list(run.seeds))
     if run.positions not in POSITIONS:
         raise _bad(where, "positions", f"one of {list(POSITIONS)}", run.positions)
+    if run.init not in INITS:
+        raise _bad(where, "init", f"one of {list(INITS)}", run.init)
     validate_train(run.train, where)
     validate_eval(run.eval, run.testtime, where)
     if run.rl is not None:

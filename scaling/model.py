@@ -82,11 +82,20 @@ def relu_squared(x):
     return jnp.square(jax.nn.relu(x))
 
 
+def kernel_init(cfg: ModelConfig, residual: bool = False):
+    """A linear layer's initial weights (``ModelConfig.init``): N(0, 0.02^2), or with "fan_in" N(0, 1/fan_in);
+    the standard deviation divided by sqrt(2 L) for the outputs of the residual branches (``residual``)."""
+    shrink = (2 * cfg.n_layers) ** 0.5 if residual else 1.0
+    if cfg.init == "fan_in":
+        return nnx.initializers.variance_scaling(1.0 / shrink**2, "fan_in", "normal")
+    return nnx.initializers.normal(0.02 / shrink)
+
+
 class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         D, F = cfg.d_model, cfg.d_ff
-        init = nnx.initializers.normal(0.02)
-        out_init = nnx.initializers.normal(0.02 / (2 * cfg.n_layers) ** 0.5)
+        init = kernel_init(cfg)
+        out_init = kernel_init(cfg, residual=True)
         self.cfg = cfg
         self.attn_norm = nnx.RMSNorm(D, rngs=rngs)
         self.qkv = nnx.Linear(D, 3 * D, use_bias=False, kernel_init=init, rngs=rngs)
@@ -124,9 +133,7 @@ class Transformer(nnx.Module):
         self.embed = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (cfg.vocab_size, cfg.d_model)))
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
         self.final_norm = nnx.RMSNorm(cfg.d_model, rngs=rngs)
-        self.head = nnx.Linear(
-            cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=nnx.initializers.normal(0.02), rngs=rngs
-        )
+        self.head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=kernel_init(cfg), rngs=rngs)
 
     def __call__(self, tokens_BxT, *, key_valid_BxT=None) -> jax.Array:
         """Logits (B, T, V) of causal self-attention over ``tokens``; ``key_valid`` (B, T) is False

@@ -236,6 +236,8 @@ def point_stages(run: RunConfig) -> list[Stage]:
     }
     if run.positions != "rope":  # only where not the default, so that the stages of rotary models keep their names
         base["positions"] = run.positions
+    if run.init != "normal":  # likewise
+        base["init"] = run.init
     train = {**base, "train": dataclasses.asdict(run.train), "versions": versions_of("train")}
     stages = [Stage("train", _digest(["train", train]), (), train)]
     if has_rl(run):
@@ -301,7 +303,7 @@ def model_config(run: RunConfig, kind: str) -> ModelConfig:
     positions), so one trained model serves every eval setting."""
     max_len = train_seq_len(run) if kind == "train" else model_max_len(run)
     vocab = get_task(run.task).tokenizer.vocab_size
-    return get_preset(run.models[0], max_len=max_len, vocab_size=vocab, positions=run.positions)
+    return get_preset(run.models[0], max_len=max_len, vocab_size=vocab, positions=run.positions, init=run.init)
 
 
 def epochs(run: RunConfig, kind: str) -> float | None:

@@ -31,6 +31,10 @@ CHECKPOINT_FORMAT = 2
 # infers order from its mask). Without positions, tiny models generalise further above the lengths they
 # were trained on (``experiments/generalise_cpu.yaml``).
 POSITIONS = ("rope", "none")
+# Initial weights of the linear layers: "normal", N(0, 0.02^2) (GPT-2; the residual outputs scaled by 1/sqrt(2L)),
+# or "fan_in", N(0, 1/fan_in) with the same residual scaling. At the CPU presets' widths 0.02 is far below
+# 1/sqrt(fan_in) (0.125 at d64), and which seeds learn the quickstart's task depends on their initial weights.
+INITS = ("normal", "fan_in")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class ModelConfig:
     max_len: int = 128
     rope_base: float = 10_000.0
     positions: str = "rope"  # one of POSITIONS: how attention sees token order
+    init: str = "normal"  # one of INITS: the linear layers' initial weights
 
     def __post_init__(self):
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "vocab_size", "max_len"):
@@ -50,6 +55,8 @@ class ModelConfig:
                 raise ScalingError(f"model.{name} must be positive, got {getattr(self, name)}")
         if self.positions not in POSITIONS:
             raise ScalingError(f"positions: expected one of {list(POSITIONS)}, got {self.positions!r}")
+        if self.init not in INITS:
+            raise ScalingError(f"init: expected one of {list(INITS)}, got {self.init!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ScalingError(f"model.d_model {self.d_model} must split into {self.n_heads} heads of even size")
 
@@ -58,7 +65,9 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
 
-def preset(width: int, max_len: int = 128, vocab_size: int = VOCAB_SIZE, positions: str = "rope") -> ModelConfig:
+def preset(
+    width: int, max_len: int = 128, vocab_size: int = VOCAB_SIZE, positions: str = "rope", init: str = "normal"
+) -> ModelConfig:
     """The ladder rule: depth = max(1, round(width / 32)), head dim 16, d_ff = 4 width."""
     return ModelConfig(
         d_model=width,
@@ -68,6 +77,7 @@ def preset(width: int, max_len: int = 128, vocab_size: int = VOCAB_SIZE, positio
         vocab_size=vocab_size,
         max_len=max_len,
         positions=positions,
+        init=init,
     )
 
 
@@ -76,11 +86,14 @@ PRESETS = {f"d{w}": preset(w) for w in PRESET_WIDTHS}
 CPU_PRESETS = ("d32", "d48", "d64", "d80", "d96")
 
 
-def get_preset(name: str, max_len: int = 128, vocab_size: int = VOCAB_SIZE, positions: str = "rope") -> ModelConfig:
-    """A preset with the sequence length, vocabulary (the task's tokenizer) and position scheme a stage needs."""
+def get_preset(
+    name: str, max_len: int = 128, vocab_size: int = VOCAB_SIZE, positions: str = "rope", init: str = "normal"
+) -> ModelConfig:
+    """A preset with the sequence length, vocabulary (the task's tokenizer), position scheme and initial
+    weights a stage needs."""
     if name not in PRESETS:
         raise ScalingError(f"unknown model preset {name!r}; choose one of {list(PRESETS)}")
-    return preset(PRESETS[name].d_model, max_len, vocab_size, positions)
+    return preset(PRESETS[name].d_model, max_len, vocab_size, positions, init)
 
 
 def param_counts(cfg: ModelConfig) -> dict[str, int]:

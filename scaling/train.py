@@ -146,6 +146,7 @@ def checkpoint_meta(cfg: ModelConfig, task: Task, seeds) -> dict:
         "n_heads": cfg.n_heads,
         "d_ff": cfg.d_ff,
         "positions": cfg.positions,
+        "init": cfg.init,
         "seeds": [int(s) for s in seeds],
     }
 

@@ -144,3 +144,23 @@ def test_bad_model_configs_are_clear_errors():
         ModelConfig(d_model=30, n_heads=4)
     with pytest.raises(ScalingError, match=r"positions: expected one of \['rope', 'none'\], got 'alibi'"):
         ModelConfig(positions="alibi")
+    with pytest.raises(ScalingError, match=r"init: expected one of \['normal', 'fan_in'\], got 'xavier'"):
+        ModelConfig(init="xavier")
+
+
+@pytest.mark.parametrize("init", ["normal", "fan_in"])
+def test_initial_weights_have_the_configured_scale(init):
+    """N(0, 0.02^2), or N(0, 1/fan_in); the residual outputs scaled by 1/sqrt(2 L); the embedding N(0, 1)."""
+    cfg = get_preset("d64", init=init)
+    params = init_params(cfg, jax.random.key(0))
+    block = params["blocks"][0]
+    L, D, F = cfg.n_layers, cfg.d_model, cfg.d_ff
+    want = {
+        "qkv": 0.02 if init == "normal" else D**-0.5,
+        "up": 0.02 if init == "normal" else D**-0.5,
+        "attn_out": (0.02 if init == "normal" else D**-0.5) / (2 * L) ** 0.5,
+        "down": (0.02 if init == "normal" else F**-0.5) / (2 * L) ** 0.5,
+    }
+    for name, std in want.items():
+        np.testing.assert_allclose(np.std(np.asarray(block[name]["kernel"][...])), std, rtol=0.05, err_msg=name)
+    np.testing.assert_allclose(np.std(np.asarray(params["embed"][...])), 1.0, rtol=0.05)

@@ -87,6 +87,8 @@ def test_plan_shares_upstream_stages_and_expands_helpers(tmp_path):
             assert not set(make_plan(write(tmp_path, SWEEP)).stages) & set(base_plan.stages), revision
     assert not set(make_plan(write(tmp_path, SWEEP + "positions: none\n")).stages) & set(base_plan.stages)
     assert set(make_plan(write(tmp_path, SWEEP + "positions: rope\n")).stages) == set(base_plan.stages)  # the default
+    assert not set(make_plan(write(tmp_path, SWEEP + "init: fan_in\n")).stages) & set(base_plan.stages)
+    assert set(make_plan(write(tmp_path, SWEEP + "init: normal\n")).stages) == set(base_plan.stages)
     assert {(p.run.train.lr, p.run.train.batch_size) for p in plan.points} == {(0.001, 8), (0.003, 16)}
     assert len(plan.points) == 2 * 3 * 2
     only = make_plan(write(tmp_path, SWEEP), ["rl.models=[d48]"])  # RL for some presets only
