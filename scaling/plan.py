@@ -223,6 +223,9 @@ def seed_family(train_settings: dict) -> str:
     return _digest(["train", {k: v for k, v in train_settings.items() if k != "seeds"}])
 
 
+MODEL_SETTINGS = ("positions", "init")  # run settings that change the model itself (``ModelConfig``)
+
+
 def point_stages(run: RunConfig) -> list[Stage]:
     """train -> [rl] -> eval for one point and the seeds of ``run``. Each stage hashes only the settings
     it reads, the versions of the code it runs (``scaling.versions``), and the revisions of the
@@ -234,10 +237,9 @@ def point_stages(run: RunConfig) -> list[Stage]:
         "checkpoint_format": CHECKPOINT_FORMAT,
         "seeds": list(run.seeds),
     }
-    if run.positions != "rope":  # only where not the default, so that the stages of rotary models keep their names
-        base["positions"] = run.positions
-    if run.init != "normal":  # likewise
-        base["init"] = run.init
+    for name in MODEL_SETTINGS:  # only where not the default, so that the stages of default models keep their names
+        if getattr(run, name) != getattr(RunConfig, name):
+            base[name] = getattr(run, name)
     train = {**base, "train": dataclasses.asdict(run.train), "versions": versions_of("train")}
     stages = [Stage("train", _digest(["train", train]), (), train)]
     if has_rl(run):
