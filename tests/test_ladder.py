@@ -70,6 +70,33 @@ def test_nothing_to_beat_when_the_naive_error_is_within_noise():
     assert law.skill is None and "nothing to beat" in law.holdout["skill_reason"]
 
 
+def test_seeds_shared_by_every_x_are_paired_so_their_offsets_cancel():
+    # 8 seeds, each with its own offset (sd 0.1) at every x, on a curve still rising at the held-out x: the
+    # offsets swamp the held-out point's standard error, but cancel in each seed's own naive forecast.
+    rng = np.random.default_rng(1)
+    seeds = np.arange(8)
+    x = np.logspace(1, 3.5, 7)
+    xs, ss = np.meshgrid(x, seeds)
+    offset = rng.normal(0, 0.1, seeds.size)[ss]
+    y = 0.1 + 0.6 / (1 + (1e3 / xs) ** 1.5) + offset + rng.normal(0, 0.002, xs.shape)
+    data = {"x": xs.ravel(), "y": y.ravel(), "seed": ss.ravel()}
+    unpaired = sl.fit(data, "x", "y", "sigmoid_log", holdout=1, bootstrap=40, loss="squared")
+    assert unpaired.skill is None and "nothing to beat" in unpaired.holdout["skill_reason"]
+    paired = sl.fit(data, "x", "y", "sigmoid_log", holdout=1, bootstrap=40, loss="squared", paired="seed")
+    h = paired.holdout
+    assert h["paired"] and h["standard_error"] < unpaired.holdout["standard_error"] / 5
+    assert paired.holdout_error == pytest.approx(unpaired.holdout_error)  # the same refit, only judged apart
+    assert paired.skill is not None and paired.skill > 0, h
+    lo, hi = h["skill_interval"]
+    assert lo <= paired.skill <= hi
+    # a seed missing at one x breaks the pairing: the check falls back to the unpaired standard error
+    drop = ~((data["seed"] == 0) & (data["x"] == x[0]))
+    partial = sl.fit({k: v[drop] for k, v in data.items()}, "x", "y", "sigmoid_log", holdout=1, paired="seed")
+    assert not partial.holdout["paired"]
+    with pytest.raises(LawError, match="paired names column 'run'"):
+        sl.fit(data, "x", "y", "sigmoid_log", holdout=1, paired="run")
+
+
 def test_a_step_shaped_fit_is_flagged():
     x = np.logspace(0, 3, 8)
     y = np.where(x < 30, 0.1, 0.9)

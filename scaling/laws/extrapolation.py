@@ -11,6 +11,11 @@ None, with the reason, when the held-out points say nothing: every one lies with
 fitted asymptote (a plateau any bounded law predicts), or the naive error is below twice the held-out
 points' standard error (nothing to beat). The interval comes from bootstrap draws: the refit's parameter
 draws, with the held-out and fitted rows resampled within their points (seeds).
+
+Paired points (every x measured on the same units, e.g. one model's seeds under RL volumes or thinking
+budgets): a unit's offset is common to all its x, so it moves the held-out point and the naive forecasts
+alike. The standard error is then that of the best naive forecast's error over units (each unit forecast
+from its own fitted points), and the bootstrap resamples whole units.
 """
 
 from __future__ import annotations
@@ -41,6 +46,32 @@ def naive_forecasts(size_fit: np.ndarray, y_fit: np.ndarray, size_held: np.ndarr
     return out
 
 
+def unit_matrix(size: np.ndarray, y: np.ndarray, group: np.ndarray, unit: np.ndarray) -> np.ndarray | None:
+    """(U, P) y of each unit at each distinct point (sorted by size, as ``point_means``), or None unless
+    every point has exactly one row per unit, for the same units."""
+    order = np.unique(group)
+    by_size = np.argsort([size[group == g][0] for g in order], kind="stable")
+    units = np.unique(unit)
+    Y_UxP = np.full((len(units), len(order)), np.nan)
+    for p, g in enumerate(order[by_size]):
+        mine = group == g
+        if len(np.unique(unit[mine])) != mine.sum() or mine.sum() != len(units):
+            return None
+        Y_UxP[np.searchsorted(units, unit[mine]), p] = y[mine]
+    return Y_UxP if len(units) > 1 else None
+
+
+def paired_standard_error(
+    Y_fit_UxP: np.ndarray, size_fit: np.ndarray, Y_held_UxH: np.ndarray, size_held: np.ndarray, forecast: str
+) -> float:
+    """Standard error over units of the naive ``forecast``'s mean error on the held-out points, each unit
+    forecast from its own fitted points."""
+    err_U = np.array(
+        [np.mean(h - naive_forecasts(size_fit, f, size_held)[forecast]) for f, h in zip(Y_fit_UxP, Y_held_UxH)]
+    )
+    return float(err_U.std(ddof=1) / np.sqrt(len(err_U)))
+
+
 def standard_error(rows: list[np.ndarray]) -> float:
     """Standard error of the mean over held-out points of their per-point means (0 without repeats)."""
     var = [r.var(ddof=1) / len(r) if len(r) > 1 else 0.0 for r in rows]
@@ -55,11 +86,12 @@ class Extrapolation:
     y: np.ndarray  # observed mean y per held-out point
     y_pred: np.ndarray  # the refit law's prediction there
     naive: dict[str, np.ndarray]  # forecast name -> predictions there
-    se: float  # standard error of the held-out mean
+    se: float  # standard error of the held-out mean (of the naive error over units, when paired)
     limit: float | None  # the refit law's asymptote
     step: bool  # the refit's steepness reached its cap
     saturation: float = SATURATION
     skill_draws: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    paired: bool = False  # se and skill_draws follow units measured at every x (module docstring)
 
     @property
     def error(self) -> float:
@@ -72,6 +104,11 @@ class Extrapolation:
     @property
     def naive_error(self) -> float:
         return min(self.naive_errors.values())
+
+    @property
+    def best_naive(self) -> str:
+        errors = self.naive_errors
+        return min(errors, key=errors.get)
 
     @property
     def saturated(self) -> np.ndarray:
@@ -90,7 +127,8 @@ class Extrapolation:
             )
         if self.naive_error < 2 * self.se:
             return (
-                f"naive error {self.naive_error:.4g} is below twice the held-out standard error {self.se:.4g}: "
+                f"naive error {self.naive_error:.4g} is below twice the {'paired ' if self.paired else ''}held-out "
+                f"standard error {self.se:.4g}: "
                 "nothing to beat"
             )
         if self.naive_error == 0:
@@ -123,6 +161,7 @@ class Extrapolation:
             "skill_interval": self.skill_interval(),
             "skill_reason": self.skill_reason,
             "standard_error": self.se,
+            "paired": self.paired,
             "asymptote": self.limit,
             "step": self.step,
             "saturation": self.saturation,
@@ -135,22 +174,35 @@ class Extrapolation:
 
 def skill_draws(
     pred_draws: np.ndarray,
-    fit_rows: list[np.ndarray],
+    resample,
     size_fit: np.ndarray,
-    held_rows: list[np.ndarray],
     size_held: np.ndarray,
-    rng: np.random.Generator,
 ) -> np.ndarray:
     """Skill under each of the refit's bootstrap draws (rows of ``pred_draws``, predictions at the held-out
-    points), with the held-out and fitted rows resampled within their points."""
-
-    def resample(rows):
-        return np.array([rng.choice(r, len(r)).mean() for r in rows])
-
+    points), with the data resampled by ``resample()`` -> (fitted points' mean y, held-out points' mean y)."""
     out = np.empty(len(pred_draws))
     for i, pred in enumerate(pred_draws):
-        y_held = resample(held_rows)
-        naive = naive_forecasts(size_fit, resample(fit_rows), size_held)
+        y_fit, y_held = resample()
+        naive = naive_forecasts(size_fit, y_fit, size_held)
         naive_error = min(np.mean(np.abs(y_held - v)) for v in naive.values())
         out[i] = 1.0 - np.mean(np.abs(y_held - pred)) / naive_error if naive_error > 0 else np.nan
     return out
+
+
+def row_resampler(fit_rows: list[np.ndarray], held_rows: list[np.ndarray], rng: np.random.Generator):
+    """Rows resampled within their points, independently per point."""
+
+    def means(rows):
+        return np.array([rng.choice(r, len(r)).mean() for r in rows])
+
+    return lambda: (means(fit_rows), means(held_rows))
+
+
+def unit_resampler(Y_fit_UxP: np.ndarray, Y_held_UxH: np.ndarray, rng: np.random.Generator):
+    """Whole units resampled: every point of a drawn unit comes with it."""
+
+    def draw():
+        idx = rng.choice(len(Y_fit_UxP), len(Y_fit_UxP))
+        return Y_fit_UxP[idx].mean(axis=0), Y_held_UxH[idx].mean(axis=0)
+
+    return draw

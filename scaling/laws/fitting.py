@@ -27,9 +27,13 @@ from scaling.laws.extrapolation import (
     SATURATION,
     Extrapolation,
     naive_forecasts,
+    paired_standard_error,
     point_means,
+    row_resampler,
     skill_draws,
     standard_error,
+    unit_matrix,
+    unit_resampler,
 )
 from scaling.laws.forms import BOUNDS, FORMS, RESOURCE_FORMS, Bounds, Form
 from scaling.laws.law import Law
@@ -50,6 +54,7 @@ class Table:
     group: np.ndarray  # row -> index of its distinct x point
     size: np.ndarray  # per row: x for one input, the product of inputs otherwise (compute ~ N*D)
     w: np.ndarray  # per row: sample weight (>= 0)
+    unit: np.ndarray | None = None  # per row: the unit (e.g. seed) it was measured on, for a paired holdout
 
     @property
     def n(self) -> int:
@@ -62,7 +67,8 @@ class Table:
     def subset(self, rows: np.ndarray) -> Table:
         xs = [c[rows] for c in self.xs]
         _, group = np.unique(np.stack(xs, axis=1), axis=0, return_inverse=True)
-        return Table(self.x_names, self.y_name, xs, self.y[rows], group.ravel(), self.size[rows], self.w[rows])
+        unit = None if self.unit is None else self.unit[rows]
+        return Table(self.x_names, self.y_name, xs, self.y[rows], group.ravel(), self.size[rows], self.w[rows], unit)
 
     def as_data(self) -> dict[str, np.ndarray]:
         return dict(zip([*self.x_names, self.y_name], [*self.xs, self.y]))
@@ -109,8 +115,9 @@ def _weights(data: Any, weights: Any, n: int) -> np.ndarray:
     return w
 
 
-def as_table(data: Any, x: str | Sequence[str], y: str, weights: Any = None) -> Table:
-    """Validate ``data`` (DataFrame or mapping of arrays) and pull out float64 columns."""
+def as_table(data: Any, x: str | Sequence[str], y: str, weights: Any = None, paired: str | None = None) -> Table:
+    """Validate ``data`` (DataFrame or mapping of arrays) and pull out float64 columns (and the ``paired``
+    column, the unit of each row, as it is)."""
     if not (hasattr(data, "columns") or isinstance(data, Mapping)):
         raise LawError(f"data must be a pandas DataFrame or a mapping of arrays, got {type(data).__name__}")
     x_names = [x] if isinstance(x, str) else list(x)
@@ -125,7 +132,12 @@ def as_table(data: Any, x: str | Sequence[str], y: str, weights: Any = None) -> 
         raise LawError("the data has no rows")
     _, group = np.unique(np.stack(xs, axis=1), axis=0, return_inverse=True)
     size = np.prod(np.stack(xs, axis=1), axis=1)
-    return Table(x_names, y, xs, yv, group.ravel(), size, _weights(data, weights, len(yv)))
+    unit = None
+    if paired is not None:
+        if paired not in data:
+            raise LawError(f"paired names column {paired!r}, which the data does not have")
+        unit = np.asarray(data[paired])
+    return Table(x_names, y, xs, yv, group.ravel(), size, _weights(data, weights, len(yv)), unit)
 
 
 def _check(table: Table, form: Form, space: str) -> None:
@@ -350,6 +362,7 @@ def fit(
     level: float = 0.95,
     holdout: int = 0,
     saturation: float = SATURATION,
+    paired: str | None = None,
     **options,
 ) -> Law:
     """Fit ``form`` (a name in ``FORMS`` or ``"auto"``) to columns ``x`` -> ``y`` of ``data``.
@@ -365,9 +378,11 @@ def fit(
     bootstrap=B > 0 refits B resamples (seeded by ``seed``) for ``law.ci`` at ``level`` and
     ``law.interval``. holdout=k > 0 refits without the k largest points and scores the refit there
     against naive forecasts (``law.holdout_error``, ``law.naive_error``, ``law.skill``; see
-    ``scaling.laws.extrapolation``; ``saturation`` is the plateau margin, in y units).
+    ``scaling.laws.extrapolation``; ``saturation`` is the plateau margin, in y units). paired: a column
+    naming the unit each row was measured on (e.g. "seed", where every x is measured on the same seeds):
+    the holdout's standard error and bootstrap then follow the units, whose shared offsets cancel.
     """
-    table = as_table(data, x, y, weights)
+    table = as_table(data, x, y, weights, paired)
     opts = _options(options)
     if not 0 < level < 1:
         raise LawError(f"level must be in (0, 1), got {level!r}")
@@ -522,10 +537,17 @@ def _holdout(table: Table, spec: Form, n_holdout: int, opts: FitOptions, bootstr
     xs_held = [xs_held[i] for i in np.argsort([np.prod(p) for p in xs_held], kind="stable")]
     inputs = np.asarray(xs_held) if len(table.xs) > 1 else np.asarray(xs_held)[:, 0]
     y_pred = np.atleast_1d(np.asarray(law.predict(inputs), dtype=np.float64))
+    Y_fit = Y_held = None
+    if table.unit is not None and np.array_equal(np.unique(sub.unit), np.unique(held_table.unit)):
+        Y_fit = unit_matrix(sub.size, sub.y, sub.group, sub.unit)
+        Y_held = unit_matrix(held_table.size, held_table.y, held_table.group, held_table.unit)
+    paired = Y_fit is not None and Y_held is not None
+    rng = np.random.default_rng(seed)
+    resample = unit_resampler(Y_fit, Y_held, rng) if paired else row_resampler(fit_rows, held_rows, rng)
     draws = np.zeros(0)
     if law.samples is not None and len(law.samples):
         pred_draws, _ = law.predict_draws(inputs)
-        draws = skill_draws(pred_draws, fit_rows, size_fit, held_rows, size_held, np.random.default_rng(seed))
+        draws = skill_draws(pred_draws, resample, size_fit, size_held)
     check = Extrapolation(
         x=xs_held,
         y=y_held,
@@ -537,6 +559,9 @@ def _holdout(table: Table, spec: Form, n_holdout: int, opts: FitOptions, bootstr
         saturation=saturation,
         skill_draws=draws,
     )
+    if paired:
+        check.se = paired_standard_error(Y_fit, size_fit, Y_held, size_held, check.best_naive)
+        check.paired = True
     return Holdout(law, check)
 
 
@@ -551,6 +576,7 @@ def holdout(
     bootstrap: int = 0,
     seed: int = 0,
     saturation: float = SATURATION,
+    paired: str | None = None,
     **options,
 ) -> Holdout:
     """Fit ``form`` on all but the ``n_holdout`` largest x points (largest N*D for chinchilla) and score
@@ -558,7 +584,7 @@ def holdout(
     spec = _form(form)
     n_holdout = _positive_int("n_holdout", n_holdout, 1)
     opts = _options(options).resolved(spec)
-    return _holdout(as_table(data, x, y, weights), spec, n_holdout, opts, bootstrap, seed, saturation)
+    return _holdout(as_table(data, x, y, weights, paired), spec, n_holdout, opts, bootstrap, seed, saturation)
 
 
 def _fit_auto(table: Table, opts: FitOptions, holdout: int, *, bootstrap, seed, level, saturation) -> Law:

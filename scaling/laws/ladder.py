@@ -204,7 +204,14 @@ def _chained_holdout(r: _Recipe, loss_data, acc_data, k: int) -> dict:
     point within the saturation margin of the refit's ceiling (step 2's A) is no evidence."""
     import pandas as pd
 
-    from scaling.laws.extrapolation import Extrapolation, naive_forecasts, point_means, skill_draws, standard_error
+    from scaling.laws.extrapolation import (
+        Extrapolation,
+        naive_forecasts,
+        point_means,
+        row_resampler,
+        skill_draws,
+        standard_error,
+    )
 
     x, loss, acc = r.x, r.loss, r.acc
     frame = pd.DataFrame({c: np.asarray(loss_data[c], dtype=np.float64) for c in [*x, loss, acc]})
@@ -230,7 +237,7 @@ def _chained_holdout(r: _Recipe, loss_data, acc_data, k: int) -> dict:
     draws = np.zeros(0)
     if r.bootstrap:
         rng = np.random.default_rng(r.seed)
-        draws = skill_draws(refit.predict_draws(at)[0], rows_f, size_f, rows_h, size_h, rng)
+        draws = skill_draws(refit.predict_draws(at)[0], row_resampler(rows_f, rows_h, rng), size_f, size_h)
     check = Extrapolation(
         x=points[x].to_numpy().tolist(),
         y=y_h,
