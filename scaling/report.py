@@ -85,9 +85,10 @@ def ladder_section(res) -> list[str]:
     lines = [
         "## Ladder: accuracy through task loss",
         "",
-        "Step 1: answer loss from non-embedding parameters N and training tokens D (the Chinchilla form; where",
-        "it cannot be fitted, a power law in compute C = 6 N D), on every preset x training length x seed;",
-        "step 2: accuracy from answer loss (logistic). The largest preset is",
+        "Step 1: task loss (the reference trace and answer's NLL per token; the answer's where a task has no",
+        "trace) from non-embedding parameters N and training tokens D (the Chinchilla form; where it cannot be",
+        "fitted, a power law in compute C = 6 N D), on every preset x training length x seed; step 2: accuracy",
+        "from task loss (logistic). The largest preset is",
         "predicted by both steps refitted without it (chained), and by the size law fitted on the smaller presets",
         "(direct, at the longest training); each beside the better naive forecast from the smaller presets at the",
         "same training length (the largest one's accuracy carried forward, or a line in log N through the two",
