@@ -124,8 +124,8 @@ def size_axis(df: pd.DataFrame) -> AxisData:
 def task_loss_column(rows: pd.DataFrame) -> str:
     """The task loss of the ladder and ``size_loss``: the teacher-forced NLL per token of the reference trace
     and answer (``full_loss``), else of the answer alone (``answer_loss``, tasks without a trace). On a task
-    with a scratchpad, answers fail where the trace goes wrong: on the quickstart the full loss ranks the
-    seeds' accuracy far better than the answer's loss (Spearman -0.98 against -0.89 over 40 models)."""
+    with a scratchpad, answers fail where the trace goes wrong, so the full loss tracks accuracy more closely
+    than the answer's loss does (README, the quickstart)."""
     for col in ("full_loss", "answer_loss"):
         if col in rows and rows[col].notna().any():
             return col
