@@ -60,6 +60,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         weights=args.weights,
         bounds=args.bounds,
+        paired=args.paired,
     )
     print(law.summary())
     if "auto" in law.options:
@@ -347,6 +348,10 @@ def _fit_parser(sub) -> None:
     f.add_argument("--level", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
     f.add_argument("--weights", metavar="COL", help="column of per-row sample weights (>= 0)")
     f.add_argument("--bounds", choices=["data", "physical"], default="data", help="asymptote bounds (default data)")
+    f.add_argument(
+        "--paired", metavar="COL", help="column of the unit each row was measured on at every x (e.g. seed): "
+        "the holdout's standard error and bootstrap follow the units"
+    )  # fmt: skip
     f.add_argument("--assign", action="append", metavar="NAME=EXPR", help="add a column (pandas eval); repeatable")
     f.add_argument("--where", metavar="EXPR", help="keep rows matching a pandas query")
     f.add_argument("--out", help="save the law as JSON")

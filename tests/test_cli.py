@@ -122,6 +122,7 @@ def test_chinchilla_main_job_command():
         (["fit", "{t}/t.csv", "--x", "note", "--y", "error"], "column 'note' is not numeric"),
         (["fit", "{t}/t.txt", "--x", "params", "--y", "error"], "unsupported table format '.txt'"),
         (["fit", "{t}/t.csv", "--x", "params", "--y", "error", "--assign", "oops"], "expected NAME = EXPRESSION"),
+        (["fit", "{t}/t.csv", "--x", "params", "--y", "error", "--paired", "seed"], "paired names column 'seed'"),
         (["law", "show", "{t}/t.csv"], "not a valid law file"),
         (["bench", "--sections", "nope"], "unknown bench section"),
     ],
