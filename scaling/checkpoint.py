@@ -16,9 +16,10 @@ import orbax.checkpoint as ocp
 
 from scaling.errors import CheckpointMismatch, ScalingError
 from scaling.io import interrupts_deferred, read_json, write_json
+from scaling.specs import MODEL_CHOICES
 
-# Meta keys added later, with the value that checkpoints written before imply.
-IMPLIED = {"positions": "rope", "init": "normal"}
+# Meta keys added later (the model settings), with the value that checkpoints written before imply: the default.
+IMPLIED = {name: choices[0] for name, choices in MODEL_CHOICES.items()}
 
 
 class Checkpoints:

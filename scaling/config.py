@@ -22,7 +22,7 @@ import yaml
 
 from scaling.errors import ConfigError, TaskError
 from scaling.settings import ADVANTAGES, EvalConfig, ProblemsTask, RLConfig, TestTimeConfig, TrainConfig
-from scaling.specs import INITS, POSITIONS, PRESETS
+from scaling.specs import MODEL_CHOICES, PRESETS
 from scaling.tasks import TASKS, Task, get_task
 
 __all__ = ["ConfigError", "EvalConfig", "RLConfig", "RunConfig", "TestTimeConfig", "TrainConfig", "load_run_config"]
@@ -68,10 +68,9 @@ def validate_run(run: RunConfig, where: str = "config") -> None:
         raise _bad(where, "models", "at least one preset", list(run.models))
     if not run.seeds or len(set(run.seeds)) != len(run.seeds):
         raise _bad(where, "seeds", "a non-empty list of distinct integers", list(run.seeds))
-    if run.positions not in POSITIONS:
-        raise _bad(where, "positions", f"one of {list(POSITIONS)}", run.positions)
-    if run.init not in INITS:
-        raise _bad(where, "init", f"one of {list(INITS)}", run.init)
+    for name, choices in MODEL_CHOICES.items():
+        if getattr(run, name) not in choices:
+            raise _bad(where, name, f"one of {list(choices)}", getattr(run, name))
     validate_train(run.train, where)
     validate_eval(run.eval, run.testtime, where)
     if run.rl is not None:

@@ -41,7 +41,7 @@ import yaml
 from scaling.config import RunConfig, from_dict, read_yaml
 from scaling.errors import ConfigError
 from scaling.settings import total_steps
-from scaling.specs import ARCHITECTURE, CHECKPOINT_FORMAT, ModelConfig, flops_per_token, get_preset
+from scaling.specs import ARCHITECTURE, CHECKPOINT_FORMAT, MODEL_CHOICES, ModelConfig, flops_per_token, get_preset
 from scaling.tasks import get_task
 from scaling.track import check as check_trackers
 from scaling.versions import versions_of
@@ -223,9 +223,6 @@ def seed_family(train_settings: dict) -> str:
     return _digest(["train", {k: v for k, v in train_settings.items() if k != "seeds"}])
 
 
-MODEL_SETTINGS = ("positions", "init")  # run settings that change the model itself (``ModelConfig``)
-
-
 def point_stages(run: RunConfig) -> list[Stage]:
     """train -> [rl] -> eval for one point and the seeds of ``run``. Each stage hashes only the settings
     it reads, the versions of the code it runs (``scaling.versions``), and the revisions of the
@@ -237,8 +234,8 @@ def point_stages(run: RunConfig) -> list[Stage]:
         "checkpoint_format": CHECKPOINT_FORMAT,
         "seeds": list(run.seeds),
     }
-    for name in MODEL_SETTINGS:  # only where not the default, so that the stages of default models keep their names
-        if getattr(run, name) != getattr(RunConfig, name):
+    for name, choices in MODEL_CHOICES.items():  # only where not the default: default models keep their names
+        if getattr(run, name) != choices[0]:
             base[name] = getattr(run, name)
     train = {**base, "train": dataclasses.asdict(run.train), "versions": versions_of("train")}
     stages = [Stage("train", _digest(["train", train]), (), train)]
@@ -305,7 +302,8 @@ def model_config(run: RunConfig, kind: str) -> ModelConfig:
     positions), so one trained model serves every eval setting."""
     max_len = train_seq_len(run) if kind == "train" else model_max_len(run)
     vocab = get_task(run.task).tokenizer.vocab_size
-    return get_preset(run.models[0], max_len=max_len, vocab_size=vocab, positions=run.positions, init=run.init)
+    settings = {name: getattr(run, name) for name in MODEL_CHOICES}
+    return get_preset(run.models[0], max_len=max_len, vocab_size=vocab, **settings)
 
 
 def epochs(run: RunConfig, kind: str) -> float | None:

@@ -36,6 +36,9 @@ POSITIONS = ("rope", "none")
 # 1/sqrt(fan_in) (0.125 at d64): from 0.02, which seeds learned the quickstart's task depended on their initial
 # weights and needed three times the steps, so the quickstart trains from fan_in.
 INITS = ("normal", "fan_in")
+# The run settings that change the model itself, with their choices (the first is the default): validated
+# here and in run configs, part of a stage hash only where not the default, implied by older checkpoints.
+MODEL_CHOICES = {"positions": POSITIONS, "init": INITS}
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,9 @@ class ModelConfig:
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "vocab_size", "max_len"):
             if getattr(self, name) <= 0:
                 raise ScalingError(f"model.{name} must be positive, got {getattr(self, name)}")
-        if self.positions not in POSITIONS:
-            raise ScalingError(f"positions: expected one of {list(POSITIONS)}, got {self.positions!r}")
-        if self.init not in INITS:
-            raise ScalingError(f"init: expected one of {list(INITS)}, got {self.init!r}")
+        for name, choices in MODEL_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ScalingError(f"{name}: expected one of {list(choices)}, got {getattr(self, name)!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ScalingError(f"model.d_model {self.d_model} must split into {self.n_heads} heads of even size")
 
