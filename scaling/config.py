@@ -39,6 +39,7 @@ class RunConfig:
     rl: RLConfig | None = None  # an RL stage after supervised training
     positions: str = "rope"  # the models' position scheme (``scaling.specs.POSITIONS``)
     init: str = "normal"  # the models' initial weights (``scaling.specs.INITS``)
+    inputs: str = "token"  # what the models' first layer reads (``scaling.specs.INPUTS``)
 
     def validate(self, where: str = "config") -> RunConfig:
         """This config, or a ConfigError naming ``where``, the key and what was expected."""

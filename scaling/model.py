@@ -1,6 +1,7 @@
 """Decoder-only transformer family (flax nnx): pre-norm, RMSNorm, rotary positions (or none:
-``ModelConfig.positions``), causal attention, squared-ReLU MLP. The config, the size ladder and parameter /
-FLOP counts are in ``scaling.specs`` (no jax); this module is the computation.
+``ModelConfig.positions``), causal attention, squared-ReLU MLP, and inputs that are the token's embedding or
+(``ModelConfig.inputs``) its sum with embeddings of the one or two tokens before it. The config, the size
+ladder and parameter / FLOP counts are in ``scaling.specs`` (no jax); this module is the computation.
 
 Two entry points: ``apply`` (full causal self-attention over a batch of sequences: training, scoring)
 and ``apply_cached`` (tokens written into a KV cache: decoding), and ``token_logprobs``, the one
@@ -17,6 +18,7 @@ from flax import nnx
 
 from scaling.errors import ScalingError
 from scaling.specs import ModelConfig
+from scaling.tokenizer import PAD
 
 Cache = list[tuple[jax.Array, jax.Array]]  # per layer (k_BxHxSxK, v_BxHxSxK)
 
@@ -131,6 +133,9 @@ class Transformer(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         self.embed = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (cfg.vocab_size, cfg.d_model)))
+        if cfg.predecessors:  # one table per offset back: (P, vocab, D)
+            shape = (cfg.predecessors, cfg.vocab_size, cfg.d_model)
+            self.embed_prev = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), shape))
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
         self.final_norm = nnx.RMSNorm(cfg.d_model, rngs=rngs)
         self.head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=kernel_init(cfg), rngs=rngs)
@@ -141,13 +146,17 @@ class Transformer(nnx.Module):
         T = tokens_BxT.shape[1]
         if T > self.cfg.max_len:
             raise ScalingError(f"{T} tokens exceed the model's max_len {self.cfg.max_len}")
-        return self._forward(tokens_BxT, jnp.arange(T), causal_mask(T, jnp.arange(T), key_valid_BxT), None, 0)[0]
+        mask = causal_mask(T, jnp.arange(T), key_valid_BxT)
+        prevs = previous_tokens(tokens_BxT, self.cfg.predecessors)
+        return self._forward(tokens_BxT, prevs, jnp.arange(T), mask, None, 0)[0]
 
     def extend(
-        self, tokens_BxT, cache: Cache, *, pos, key_valid_BxS=None, positions_T=None, mask_BxTxS=None
+        self, tokens_BxT, cache: Cache, *, pos, prevs, key_valid_BxS=None, positions_T=None, mask_BxTxS=None
     ) -> tuple[jax.Array, Cache]:
         """Logits (B, T, V) of ``tokens`` written into cache slots pos..pos+T-1, and the new cache.
 
+        ``prevs`` are ``cfg.predecessors`` (B, T) arrays, the tokens before each one in its sequence, nearest
+        first (``previous_tokens`` of a prompt from its start; the last ones written for the next token).
         By default the tokens sit at positions pos..pos+T-1 and attend to every slot <= their own whose
         ``key_valid`` is True (False for left padding). For tree-shaped decoding (several continuations
         of one shared prefix), ``positions_T`` gives the tokens' own positions and ``mask_BxTxS``
@@ -158,19 +167,35 @@ class Transformer(nnx.Module):
             positions_T = pos + jnp.arange(T)
         if mask_BxTxS is None:
             mask_BxTxS = causal_mask(S, positions_T, key_valid_BxS)
-        return self._forward(tokens_BxT, positions_T, mask_BxTxS, cache, pos)
+        return self._forward(tokens_BxT, prevs, positions_T, mask_BxTxS, cache, pos)
 
-    def _forward(self, tokens_BxT, positions_T, mask_BxTxS, cache, pos):
+    def _forward(self, tokens_BxT, prevs, positions_T, mask_BxTxS, cache, pos):
         cos, sin = rope_tables(self.cfg)
         cos_T, sin_T = jnp.take(cos, positions_T, axis=0), jnp.take(sin, positions_T, axis=0)
         # One-hot matmul instead of a gather: with a ~50-token vocabulary the backward pass is
         # then a small dense matmul rather than a scatter-add.
         x_BxTxD = jax.nn.one_hot(tokens_BxT, self.cfg.vocab_size, dtype=self.embed.dtype) @ self.embed[...]
+        for back, prev_BxT in enumerate(prevs):
+            x_BxTxD += jax.nn.one_hot(prev_BxT, self.cfg.vocab_size, dtype=self.embed.dtype) @ self.embed_prev[back]
         new_cache = []
         for i, block in enumerate(self.blocks):
             x_BxTxD, layer_cache = block(x_BxTxD, cos_T, sin_T, mask_BxTxS, None if cache is None else cache[i], pos)
             new_cache.append(layer_cache)
         return self.head(self.final_norm(x_BxTxD)), new_cache
+
+
+def previous_tokens(tokens_BxT, n: int) -> tuple[jax.Array, ...]:
+    """The n tokens before each one, nearest first: n (B, T) arrays, <pad> before the first token (also
+    before a left-padded prompt's first real token, as in training, where every sequence starts at 0)."""
+    T = tokens_BxT.shape[1]
+    return tuple(jnp.pad(tokens_BxT, ((0, 0), (back, 0)), constant_values=PAD)[:, :T] for back in range(1, n + 1))
+
+
+def last_tokens(tokens_BxT, n: int) -> tuple[jax.Array, ...]:
+    """The predecessors of the token that comes after each row: its last n tokens, nearest first, n (B,)
+    arrays (<pad> where a row is shorter)."""
+    padded = jnp.pad(tokens_BxT, ((0, 0), (n, 0)), constant_values=PAD)
+    return tuple(padded[:, -back] for back in range(1, n + 1))
 
 
 def causal_mask(S: int, positions_T, key_valid_BxS=None) -> jax.Array:
@@ -202,7 +227,8 @@ def apply(cfg: ModelConfig, params: nnx.State, tokens_BxT, *, key_valid_BxT=None
 
 
 def apply_cached(cfg: ModelConfig, params: nnx.State, tokens_BxT, cache: Cache, **kw) -> tuple[jax.Array, Cache]:
-    """Pure cached forward pass: (logits, cache) of ``Transformer.extend`` (``pos=`` and masks as there)."""
+    """Pure cached forward pass: (logits, cache) of ``Transformer.extend`` (``pos=``, ``prevs=`` and masks as
+    there)."""
     return nnx.merge(graphdef(cfg), params).extend(tokens_BxT, cache, **kw)
 
 

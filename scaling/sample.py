@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling.errors import ScalingError
-from scaling.model import apply_cached, empty_cache
+from scaling.model import apply_cached, empty_cache, last_tokens, previous_tokens
 from scaling.specs import ModelConfig
 from scaling.tokenizer import EOT, PAD
 
@@ -44,8 +44,9 @@ def _prefill(cfg, params, prompts_BxL, valid_BxL, max_new):
     if L + max_new > cfg.max_len:
         raise ScalingError(f"prompt {L} + {max_new} new tokens exceed the model's max_len {cfg.max_len}")
     key_valid_BxS = jnp.zeros((B, cfg.max_len), bool).at[:, :L].set(valid_BxL).at[:, L:].set(True)
+    prevs = previous_tokens(prompts_BxL, cfg.predecessors)
     logits_BxLxV, cache = apply_cached(
-        cfg, params, prompts_BxL, empty_cache(cfg, B), pos=0, key_valid_BxS=key_valid_BxS
+        cfg, params, prompts_BxL, empty_cache(cfg, B), pos=0, prevs=prevs, key_valid_BxS=key_valid_BxS
     )
     return logits_BxLxV[:, -1], cache, key_valid_BxS
 
@@ -68,13 +69,23 @@ def _decode(cfg, params, prompts_BxL, valid_BxL, key, *, temperature, budget, mi
         return jnp.where(thinking_B & (i >= budget), EOT, token_B)
 
     def step(carry, i):
-        logits_BxV, thinking_B, cache = carry
+        logits_BxV, thinking_B, prevs, cache = carry  # prevs: the tokens before this one, nearest first
         token_B = pick(logits_BxV, i, thinking_B, jax.random.fold_in(key, i))
         thinking_B = thinking_B & (token_B != EOT)
-        logits_Bx1xV, cache = apply_cached(cfg, params, token_B[:, None], cache, pos=L + i, key_valid_BxS=key_valid_BxS)
-        return (logits_Bx1xV[:, 0], thinking_B, cache), token_B
+        logits_Bx1xV, cache = apply_cached(
+            cfg,
+            params,
+            token_B[:, None],
+            cache,
+            pos=L + i,
+            prevs=[p[:, None] for p in prevs],
+            key_valid_BxS=key_valid_BxS,
+        )
+        prevs = (token_B, *prevs)[: len(prevs)]
+        return (logits_Bx1xV[:, 0], thinking_B, prevs, cache), token_B
 
-    (_, _, cache), tokens_GxB = jax.lax.scan(step, (last_BxV, jnp.ones((B,), bool), cache), jnp.arange(max_new))
+    start = (last_BxV, jnp.ones((B,), bool), last_tokens(prompts_BxL, cfg.predecessors), cache)
+    (_, _, _, cache), tokens_GxB = jax.lax.scan(step, start, jnp.arange(max_new))
     return tokens_GxB.T, cache, key_valid_BxS
 
 
@@ -143,16 +154,26 @@ def decode_budgets(cfg: ModelConfig, params, prompts_BxL, valid_BxL, *, budgets:
     own_UxS = in_branch_S[None, :] & ((slot_S[None, :] - S0) % U == jnp.arange(U)[:, None])
 
     def step(carry, i):
-        token_BxU, cache = carry
+        token_BxU, prevs, cache = carry  # prevs: each branch's tokens before this one, nearest first
         mask_BxUxS = prefix_BxUxS | (own_UxS & ((slot_S - S0) // U <= i))[None]
         logits_BxUxV, cache = apply_cached(
-            cfg, params, token_BxU, cache, pos=S0 + i * U, positions_T=L + budget_U + i, mask_BxTxS=mask_BxUxS
+            cfg,
+            params,
+            token_BxU,
+            cache,
+            pos=S0 + i * U,
+            prevs=prevs,
+            positions_T=L + budget_U + i,
+            mask_BxTxS=mask_BxUxS,
         )
         nxt_BxU = jnp.argmax(logits_BxUxV, axis=-1).astype(jnp.int32)
-        return (nxt_BxU, cache), nxt_BxU
+        return (nxt_BxU, (token_BxU, *prevs)[: len(prevs)], cache), nxt_BxU
 
     eot_BxU = jnp.full((B, U), EOT, jnp.int32)
-    _, answer_AxBxU = jax.lax.scan(step, (eot_BxU, cache), jnp.arange(A))
+    # What precedes budget b's forced <eot>: the tokens of prompt + trace before position L + b, nearest first.
+    prompt_trace = jnp.concatenate([prompts_BxL, full_BxG], axis=1)
+    before = tuple(prev_BxT[:, L + budget_U] for prev_BxT in previous_tokens(prompt_trace, cfg.predecessors))
+    _, answer_AxBxU = jax.lax.scan(step, (eot_BxU, before, cache), jnp.arange(A))
     positions_G = jnp.arange(G)
 
     def assemble(b, answer_BxA):

@@ -36,9 +36,15 @@ POSITIONS = ("rope", "none")
 # 1/sqrt(fan_in) (0.125 at d64): from 0.02, which seeds learned the quickstart's task depended on their initial
 # weights and needed three times the steps, so the quickstart trains from fan_in.
 INITS = ("normal", "fan_in")
+# What the first layer reads at each position: the token's embedding, or that plus embeddings of the one
+# ("bigram") or two ("trigram") tokens before it, one table per offset (the smeared keys of Olsson et al. 2022,
+# at the input). With them one attention layer can look up what follows a given token or pair (match the
+# query against the predecessors, read the token): plain attention learns that lookup only as a two-layer
+# induction circuit, after a long plateau.
+INPUTS = ("token", "bigram", "trigram")
 # The run settings that change the model itself, with their choices (the first is the default): validated
 # here and in run configs, part of a stage hash only where not the default, implied by older checkpoints.
-MODEL_CHOICES = {"positions": POSITIONS, "init": INITS}
+MODEL_CHOICES = {"positions": POSITIONS, "init": INITS, "inputs": INPUTS}
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class ModelConfig:
     rope_base: float = 10_000.0
     positions: str = "rope"  # one of POSITIONS: how attention sees token order
     init: str = "normal"  # one of INITS: the linear layers' initial weights
+    inputs: str = "token"  # one of INPUTS: the token's embedding, or with its predecessors'
 
     def __post_init__(self):
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "vocab_size", "max_len"):
@@ -67,11 +74,15 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
+    @property
+    def predecessors(self) -> int:
+        """How many tokens before each one the inputs embed (``inputs``: 0, 1 or 2)."""
+        return INPUTS.index(self.inputs)
 
-def preset(
-    width: int, max_len: int = 128, vocab_size: int = VOCAB_SIZE, positions: str = "rope", init: str = "normal"
-) -> ModelConfig:
-    """The ladder rule: depth = max(1, round(width / 32)), head dim 16, d_ff = 4 width."""
+
+def preset(width: int, max_len: int = 128, vocab_size: int = VOCAB_SIZE, **settings) -> ModelConfig:
+    """The ladder rule: depth = max(1, round(width / 32)), head dim 16, d_ff = 4 width; ``settings`` are
+    ``MODEL_CHOICES`` (positions, init, inputs) where not the default."""
     return ModelConfig(
         d_model=width,
         n_layers=max(1, round(width / 32)),
@@ -79,8 +90,7 @@ def preset(
         d_ff=4 * width,
         vocab_size=vocab_size,
         max_len=max_len,
-        positions=positions,
-        init=init,
+        **settings,
     )
 
 
@@ -89,14 +99,12 @@ PRESETS = {f"d{w}": preset(w) for w in PRESET_WIDTHS}
 CPU_PRESETS = ("d32", "d48", "d64", "d80", "d96")
 
 
-def get_preset(
-    name: str, max_len: int = 128, vocab_size: int = VOCAB_SIZE, positions: str = "rope", init: str = "normal"
-) -> ModelConfig:
-    """A preset with the sequence length, vocabulary (the task's tokenizer), position scheme and initial
-    weights a stage needs."""
+def get_preset(name: str, max_len: int = 128, vocab_size: int = VOCAB_SIZE, **settings) -> ModelConfig:
+    """A preset with the sequence length, vocabulary (the task's tokenizer) and model settings
+    (``MODEL_CHOICES``: position scheme, initial weights, inputs) a stage needs."""
     if name not in PRESETS:
         raise ScalingError(f"unknown model preset {name!r}; choose one of {list(PRESETS)}")
-    return preset(PRESETS[name].d_model, max_len, vocab_size, positions, init)
+    return preset(PRESETS[name].d_model, max_len, vocab_size, **settings)
 
 
 def param_counts(cfg: ModelConfig) -> dict[str, int]:
@@ -104,7 +112,8 @@ def param_counts(cfg: ModelConfig) -> dict[str, int]:
     D, L, F, V = cfg.d_model, cfg.n_layers, cfg.d_ff, cfg.vocab_size
     per_layer = 4 * D * D + 2 * D * F + 2 * D  # qkv + out, up + down, two RMSNorm scales
     non_embedding = L * per_layer + D  # + final norm
-    return {"total": non_embedding + 2 * V * D, "non_embedding": non_embedding}
+    embeddings = (2 + cfg.predecessors) * V * D  # the token's, its predecessors', the output head
+    return {"total": non_embedding + embeddings, "non_embedding": non_embedding}
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> dict[str, float]:

@@ -147,6 +147,7 @@ def checkpoint_meta(cfg: ModelConfig, task: Task, seeds) -> dict:
         "d_ff": cfg.d_ff,
         "positions": cfg.positions,
         "init": cfg.init,
+        "inputs": cfg.inputs,
         "seeds": [int(s) for s in seeds],
     }
 

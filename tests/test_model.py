@@ -7,7 +7,16 @@ import pytest
 from flax import nnx
 
 from scaling.errors import ScalingError
-from scaling.model import Transformer, apply, apply_cached, attention, empty_cache, init_params, token_logprobs
+from scaling.model import (
+    Transformer,
+    apply,
+    apply_cached,
+    attention,
+    empty_cache,
+    init_params,
+    previous_tokens,
+    token_logprobs,
+)
 from scaling.sample import greedy, left_pad
 from scaling.specs import PRESETS, ModelConfig, flops_per_token, get_preset, param_counts
 
@@ -27,6 +36,9 @@ def test_param_counts_match_the_parameter_tree(name):
     assert tree_size(params) == counts["total"]
     embedding = int(np.prod(abstract.embed.shape)) + tree_size(nnx.state(abstract.head, nnx.Param))
     assert counts["total"] - counts["non_embedding"] == embedding
+    trigram = dataclasses.replace(cfg, inputs="trigram")  # and a table per predecessor
+    abstract = nnx.eval_shape(lambda: Transformer(trigram, rngs=nnx.Rngs(0)))
+    assert tree_size(nnx.state(abstract, nnx.Param)) == param_counts(trigram)["total"] == counts["total"] + embedding
 
 
 def test_ladder_spans_three_decades_with_depth_and_width_growing_together():
@@ -100,18 +112,29 @@ def test_log_likelihood_batched_over_seeds_matches_each_seed_alone():
     np.testing.assert_allclose(batched[0][0], expect, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("positions", ["rope", "none"])
-def test_kv_cache_decoding_matches_the_full_forward_pass(positions):
-    cfg = dataclasses.replace(TINY, positions=positions)
+@pytest.mark.parametrize("positions,inputs", [("rope", "token"), ("none", "token"), ("rope", "trigram")])
+def test_kv_cache_decoding_matches_the_full_forward_pass(positions, inputs):
+    cfg = dataclasses.replace(TINY, positions=positions, inputs=inputs)
     params = init_params(cfg, jax.random.key(1))
     tokens = jnp.asarray(np.random.default_rng(1).integers(4, 40, (3, 20)))
     full = apply(cfg, params, tokens)
-    logits, cache = apply_cached(cfg, params, tokens[:, :9], empty_cache(cfg, 3), pos=0)
+    prevs = previous_tokens(tokens, cfg.predecessors)
+    first = [p[:, :9] for p in prevs]
+    logits, cache = apply_cached(cfg, params, tokens[:, :9], empty_cache(cfg, 3), pos=0, prevs=first)
     steps = [logits]
     for t in range(9, 20):
-        logits, cache = apply_cached(cfg, params, tokens[:, t : t + 1], cache, pos=t)
+        logits, cache = apply_cached(
+            cfg, params, tokens[:, t : t + 1], cache, pos=t, prevs=[p[:, t : t + 1] for p in prevs]
+        )
         steps.append(logits)
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=2e-5)
+    if inputs == "trigram":  # both predecessors are read: either one wrong changes the logits
+        np.testing.assert_array_equal(np.stack([p[:, 5] for p in prevs], 1), tokens[:, [4, 3]])
+        for back in range(2):
+            wrong = [tokens[:, :9] if b == back else p for b, p in enumerate(first)]
+            changed, _ = apply_cached(cfg, params, tokens[:, :9], empty_cache(cfg, 3), pos=0, prevs=wrong)
+            assert float(jnp.abs(changed - steps[0]).max()) > 1e-3
+        return
     # Without positions, one layer of causal attention is blind to the order of the tokens before the last
     # (it sums over them); rotary positions are not.
     one = dataclasses.replace(cfg, n_layers=1)
@@ -121,17 +144,19 @@ def test_kv_cache_decoding_matches_the_full_forward_pass(positions):
     assert change < 1e-5 if positions == "none" else change > 1e-3  # rounding only / a real difference
 
 
-def test_left_padding_does_not_change_greedy_continuations():
-    params = init_params(TINY, jax.random.key(2))
+@pytest.mark.parametrize("inputs", ["token", "trigram"])
+def test_left_padding_does_not_change_greedy_continuations(inputs):
+    cfg = dataclasses.replace(TINY, inputs=inputs)
+    params = init_params(cfg, jax.random.key(2))
     rng = np.random.default_rng(3)
     rows = [rng.integers(4, 40, n) for n in (5, 9, 7)]
     tokens = np.zeros((3, 12), np.int32)
     for i, r in enumerate(rows):
         tokens[i, : len(r)] = r
     prompts, valid = left_pad(tokens, np.array([len(r) for r in rows]))
-    together = np.asarray(greedy(TINY, params, prompts, valid, max_new=6))
+    together = np.asarray(greedy(cfg, params, prompts, valid, max_new=6))
     for i, r in enumerate(rows):
-        alone = np.asarray(greedy(TINY, params, r[None].astype(np.int32), np.ones((1, len(r)), bool), max_new=6))
+        alone = np.asarray(greedy(cfg, params, r[None].astype(np.int32), np.ones((1, len(r)), bool), max_new=6))
         np.testing.assert_array_equal(together[i], alone[0])
 
 

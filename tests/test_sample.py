@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import jax
@@ -73,13 +74,16 @@ def test_top_k_one_is_greedy():
     np.testing.assert_array_equal(greedy, top1)
 
 
-def test_all_budgets_from_one_pass_equal_separate_forced_decodes():
+@pytest.mark.parametrize("inputs", ["token", "trigram"])
+def test_all_budgets_from_one_pass_equal_separate_forced_decodes(inputs):
+    cfg = dataclasses.replace(CFG, inputs=inputs)  # trigram: each branch reads its own predecessors
+    params = init_params(cfg, jax.random.key(0))
     p, v = prompts(8, seed=2)
     budgets, answer_len = (0, 1, 3, 6, 10), 4
-    together = np.asarray(decode_budgets(CFG, PARAMS, p, v, budgets=budgets, answer_len=answer_len))
+    together = np.asarray(decode_budgets(cfg, params, p, v, budgets=budgets, answer_len=answer_len))
     width = budgets_width(budgets, answer_len)
     for j, b in enumerate(budgets):
-        alone = np.asarray(decode(CFG, PARAMS, p, v, jax.random.key(0), budget=b, max_new=width))
+        alone = np.asarray(decode(cfg, params, p, v, jax.random.key(0), budget=b, max_new=width))
         n = b + answer_len + 1  # what the fork decodes; the rest of its row is padding
         np.testing.assert_array_equal(together[j][:, :n], alone[:, :n])
 

@@ -15,8 +15,8 @@ from scaling.tasks.base import HELD_OUT_MODULUS, prompt_hash
 from scaling.tasks.search import node_codes
 from scaling.tokenizer import EOS, EOT, PAD, VOCAB_SIZE, decode, encode
 
-TASK, LONG = get_task("path"), get_task("path_long")
-IN_JIT = {t.name: jax.jit(lambda g, k, t=t: t.check(g, k, jnp)) for t in (TASK, LONG)}  # one compile per shape
+TASK, LONG, INDEXED = get_task("path"), get_task("path_long"), get_task("path_indexed")
+IN_JIT = {t.name: jax.jit(lambda g, k, t=t: t.check(g, k, jnp)) for t in (TASK, LONG, INDEXED)}  # one compile per shape
 
 
 def both(gen, key, task=TASK):
@@ -109,45 +109,70 @@ def test_checker_reads_names_of_two_letters():
     assert both(spoof, key[None], LONG) == [0.0]
 
 
-def replay(text, M=1):
+def children_of(prompt, M=1, indexed=False):
+    """The children lists a prompt names: 'u:abc' lists, or (``indexed``) edges 'u1a u2b' numbered in order."""
+    items = prompt[4 + 2 * M :].split()
+    if not indexed:
+        lists = [item.split(":") for item in items if ":" in item]
+        return {u: [c[i : i + M] for i in range(0, len(c.strip()), M)] for u, c in lists}
+    children = {}
+    for item in items:
+        u, i, v = item[:M], int(item[M]), item[M + 1 :]
+        children.setdefault(u, []).append(v)
+        assert len(children[u]) == i, item  # numbered in order from 1
+    return children
+
+
+def replay(text, M=1, indexed=False):
     """Check that a generated problem's trace is the depth-first search it describes (node names of M
-    letters), from its text alone; return (the path found as a list of names, the children lists)."""
+    letters), from its text alone; return (the path found as a list of names, the children lists, how many
+    seen nodes were entered again). A seen child is skipped, or (``indexed``: a down step 'u2v' names the
+    child's number) entered and left at once."""
     prompt, rest = text.removeprefix("<bos>").split("?")
     start, goal = prompt[2 : 2 + M], prompt[3 + M : 3 + 2 * M]
-    lists = [item.split(":") for item in prompt[4 + 2 * M :].split(" ") if ":" in item]
-    children = {u: [c[i : i + M] for i in range(0, len(c.strip()), M)] for u, c in lists}
+    children = children_of(prompt, M, indexed)
     thinking = rest.split("<eot>")[0]
-    seen, stack, tried = {start}, [start], {start: 0}
+    seen, stack, tried, again = {start}, [(start, False)], {start: 0}, 0
     for step in thinking.split(" "):
         u, op, v = step[:M], step[M], step[M + 1 :]
-        assert u == stack[-1]
-        todo = [c for c in children[u][tried[u] :] if c not in seen]
-        if op == ">":
-            assert todo and v == todo[0], (step, text)  # the next child not yet seen, in listed order
-            tried[u] = children[u].index(v) + 1
-            seen.add(v)
-            tried[v] = 0
-            stack.append(v)
+        (top, entered_again), mine = stack[-1], children.get(u, [])
+        assert u == top and not (entered_again and op != "-"), (step, text)  # a seen node is left at once
+        todo = [c for c in mine[tried[u] :] if indexed or c not in seen]
+        if op != "-":
+            assert todo and v == todo[0], (step, text)  # the next child (not yet seen), in listed order
+            tried[u] = mine.index(v) + 1
+            assert op == (str(tried[u]) if indexed else ">"), (step, text)
+            again += v in seen
+            stack.append((v, v in seen))
+            if v not in seen:
+                seen.add(v)
+                tried[v] = 0
         else:
-            assert op == "-" and not todo and v == stack[-2], (step, text)  # back up only from a dead end
+            assert entered_again or not todo, (step, text)  # back up only from a dead end
+            assert v == stack[-2][0], (step, text)
             stack.pop()
-    assert stack[-1] == goal, text  # the search stops where it reaches the goal
-    return stack, children
+    assert stack[-1][0] == goal, text  # the search stops where it reaches the goal
+    return [node for node, _ in stack], children, again
 
 
-@pytest.mark.parametrize(("task", "levels", "longest"), [(TASK, range(1, 9), 150), (LONG, (1, 2, 8), 2000)])
+@pytest.mark.parametrize(
+    ("task", "levels", "longest"), [(TASK, range(1, 9), 150), (INDEXED, range(1, 9), 150), (LONG, (1, 2, 8), 2000)]
+)
 def test_traces_are_correct_searches_whose_paths_verify(task, levels, longest):
-    ex = generate(task, np.repeat(levels, 40 if task is TASK else 8), np.random.default_rng(0))
-    lengths = []
+    ex = generate(task, np.repeat(levels, 8 if task is LONG else 40), np.random.default_rng(0))
+    lengths, revisits = [], 0
     for i in range(len(ex)):
         text = decode(ex.tokens[i])
-        path, children = replay(text, task.name_len)
+        path, children, again = replay(text, task.name_len, task.indexed)
+        revisits += again
         assert text.split("<eot>")[1] == "".join(path) + "<eos>"
-        assert len(children) == task.nodes(int(ex.difficulty[i]))
+        V = task.nodes(int(ex.difficulty[i]))
+        assert len(children) == V if not task.indexed else sum(map(len, children.values())) <= task.max_edges(V)
         lengths.append(first_eot(ex.tokens[i : i + 1])[0] - ex.prompt_len[i])
     lengths = np.array(lengths)
     assert lengths.max() > longest  # hundreds of tokens on 26 nodes, thousands on 200
     assert task is LONG or lengths.min() == 7  # two steps
+    assert (revisits > 0) == task.indexed  # seen nodes entered again and left, or skipped
     gen = np.stack([np.pad(ex.tokens[i, ex.prompt_len[i] :], (0, ex.prompt_len[i])) for i in range(len(ex))])
     assert both(gen, ex.key, task) == [1.0] * len(ex)
     # some nodes have two parents, so several paths can reach a goal: the trace reports one of them

@@ -153,6 +153,10 @@ def write(tmp_path, text):
         ("seeds: [0, 0]\ntrain: {steps: 10}\n", r"seeds: expected a non-empty list of distinct integers"),
         ("positions: alibi\ntrain: {steps: 10}\n", r"positions: expected one of \['rope', 'none'\], got 'alibi'"),
         ("init: xavier\ntrain: {steps: 10}\n", r"init: expected one of \['normal', 'fan_in'\], got 'xavier'"),
+        (
+            "inputs: 4gram\ntrain: {steps: 10}\n",
+            r"inputs: expected one of \['token', 'bigram', 'trigram'\], got '4gram'",
+        ),
         ("train: {steps: 10}\ntesttime: {budgets: [4, -1]}\n", r"testtime.budgets: expected thinking budgets >= 0"),
         ("train: {steps: 10}\ntesttime: {ks: [0]}\n", r"testtime.ks: expected sample counts k >= 1"),
     ],

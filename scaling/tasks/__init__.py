@@ -22,6 +22,7 @@ TASKS: dict[str, Task] = {
         Cipher(1),
         Cipher(3),
         PathSearch(),
+        PathSearch(indexed=True),
         PathSearch(name_len=2, first=0, step=25, max_nodes=200),
     )
 }

@@ -26,6 +26,16 @@ The checker accepts any path along the graph's edges from the start to the goal,
 string: it reads the answer's node names and looks each consecutive pair up in the problem's edge list
 (the key), over numpy or jax.numpy.
 
+``path_indexed`` numbers each node's children, in the prompt and in the trace alike:
+
+    prompt  'g k>f k1a k2b a1f ?'                 the edges 'u1v', 'u2w' of each node in turn
+    trace   'k1a a1f'                             a step down repeats its edge; 'a-k' backs up
+
+so that each step down is one lookup of what follows a pair of tokens (the node and the child's number),
+which a one-layer model with trigram inputs (``ModelConfig.inputs``) can make, and a child seen already is
+entered and left at once ('k2b b-k') instead of skipped, so that no step asks which nodes the search has
+seen. At most half the nodes get a second parent there, which bounds the trace at 8E - 5 tokens for E edges.
+
 ``path_long`` is the same search on graphs of 25 to 200 nodes named by two letters ('kq>fa kq:abcdef'),
 whose traces run to (4 + 2)(2V - 3) - 1 tokens: thousands of thinking tokens, for accelerators.
 """
@@ -42,18 +52,21 @@ MAX_CHILDREN = 3
 NAMES = "abcdefghijklmnopqrstuvwxyz"  # the letters of node names (26 one-letter names)
 
 
-def random_dag(V: int, rng: np.random.Generator, extra_parent: float) -> list[list[int]]:
+def random_dag(V: int, rng: np.random.Generator, extra_parent: float, max_extra: int | None = None) -> list[list[int]]:
     """Children lists of a DAG on nodes 0..V-1 (topological order, 0 the start) in which every node is
     reachable from 0: node i > 0 gets a parent among the earlier nodes with room for a child, and with
-    probability ``extra_parent`` a second one. Each list is shuffled (the order the search tries)."""
+    probability ``extra_parent`` a second one (at most ``max_extra`` nodes get one). Each list is shuffled
+    (the order the search tries)."""
     children: list[list[int]] = [[] for _ in range(V)]
+    extra = 0
     room = [0]  # the earlier nodes with room for a child, ascending (updated, not rebuilt: V in the hundreds)
     for i in range(1, V):
         k = int(rng.integers(len(room)))
         parents = [room[k]]
         others = room[:k] + room[k + 1 :]
-        if others and rng.random() < extra_parent:
+        if others and rng.random() < extra_parent and (max_extra is None or extra < max_extra):
             parents.append(others[rng.integers(len(others))])
+            extra += 1
         for j in parents:
             children[j].append(i)
             if len(children[j]) == MAX_CHILDREN:
@@ -64,15 +77,20 @@ def random_dag(V: int, rng: np.random.Generator, extra_parent: float) -> list[li
     return children
 
 
-def depth_first(children: list[list[int]], start: int, goal: int) -> tuple[list[tuple[int, str, int]], list[int]]:
+def depth_first(
+    children: list[list[int]], start: int, goal: int, revisit: bool = False
+) -> tuple[list[tuple[int, str, int]], list[int]]:
     """The steps of a depth-first search from ``start`` until it reaches ``goal`` ((u, '>', v): down to
-    the child v; (v, '-', u): back from the dead end v to u), and the path it found (start first)."""
+    the child v; (v, '-', u): back from the dead end v to u), and the path it found (start first). A child
+    seen already (another branch searched it) is skipped, or with ``revisit`` entered and left at once."""
     parent = {start: start}
     stack, tried, steps = [start], {start: 0}, []
     while stack:
         u = stack[-1]
         while tried[u] < len(children[u]) and children[u][tried[u]] in parent:
-            tried[u] += 1  # seen already: another branch searched it
+            if revisit:
+                steps += [(u, ">", children[u][tried[u]]), (children[u][tried[u]], "-", u)]
+            tried[u] += 1
         if tried[u] < len(children[u]):
             v = children[u][tried[u]]
             tried[u] += 1
@@ -141,11 +159,14 @@ class PathSearch(Task):
     letters); ``path_long`` has two-letter names and V = 25d (d <= 8, up to 200 nodes), whose searches run
     to thousands of tokens (for accelerators)."""
 
-    def __init__(self, extra_parent: float = 0.3, name_len: int = 1, first: int = 2, step: int = 3, max_nodes=26):
+    def __init__(
+        self, extra_parent: float = 0.3, name_len: int = 1, first: int = 2, step: int = 3, max_nodes=26, indexed=False
+    ):
         if max_nodes > len(NAMES) ** name_len:
             raise ValueError(f"{max_nodes} nodes need names of more than {name_len} letters")
         self.extra_parent, self.name_len, self.first, self.step = extra_parent, name_len, first, step
-        self.name = "path" if name_len == 1 else "path_long"
+        self.indexed = indexed
+        self.name = ("path" if name_len == 1 else "path_long") + ("_indexed" if indexed else "")
         self.max_difficulty = (max_nodes - first) // step
 
     def nodes(self, d: int) -> int:
@@ -164,8 +185,38 @@ class PathSearch(Task):
     def widths(self, d):
         V, Z = self.nodes(d), self.name_len
         steps = 2 * V - 3  # every node but the start and the goal entered and left, then the goal entered
-        # prompt 'g s>t ' then V lists 'u:abc' and '?'; trace steps 'u>v' apart; the path; start, goal, edges
-        return V * (4 * Z + 2) + 2 * Z + 4, (2 * Z + 2) * steps - 1, Z * V
+        if self.indexed:  # every edge gone down and back up, but the last
+            steps = 2 * self.max_edges(V) - 1
+        # prompt 'g s>t ' then V lists 'u:abc' (or the edges 'u1v ') and '?'; trace steps 'u>v' apart; the
+        # path; start, goal, edges
+        listing = self.max_edges(V) * (2 * Z + 2) + 1 if self.indexed else V * (4 * Z + 2)
+        return listing + 2 * Z + 4, (2 * Z + 2) * steps - 1, Z * V
+
+    def text(self, name, children, steps, rng) -> tuple[str, str]:
+        """The prompt's listing of the graph (nodes in random order) and the trace of ``steps``: lists
+        'u:ab ' and steps 'u>a', 'a-u'; or (``indexed``) numbered edges 'u1a u2b' and steps that repeat
+        them, 'u1a', 'a-u', 'u2b'."""
+        order, Z = rng.permutation(len(name)), self.name_len
+        if not self.indexed:
+            lists = " ".join(
+                name[u] + ":" + "".join(name[c] for c in children[u]).ljust(MAX_CHILDREN * Z) for u in order
+            )
+            return lists, " ".join(name[u] + op + name[v] for u, op, v in steps)
+        numbered = [[f"{name[u]}{i + 1}{name[c]}" for i, c in enumerate(cs)] for u, cs in enumerate(children)]
+
+        def step(u, op, v):
+            return f"{name[u]}-{name[v]}" if op == "-" else numbered[u][children[u].index(v)]
+
+        return " ".join(x for u in order for x in numbered[u]) + " ", " ".join(step(*s) for s in steps)
+
+    def max_extra(self, V: int) -> int:
+        """How many nodes of a graph on V nodes may get a second parent: half of the V - 1 besides the start
+        where the trace walks every edge (``indexed``), else each."""
+        return (V - 1) // 2 if self.indexed else V - 1
+
+    def max_edges(self, V: int) -> int:
+        """The most edges of a graph on V nodes: a parent for each node but the start, and the extra ones."""
+        return V - 1 + self.max_extra(V)
 
     def key_width(self, d):
         return 2 + 4 * (self.nodes(d) - 1)  # at most two parents per node
@@ -176,17 +227,15 @@ class PathSearch(Task):
         prompt = np.zeros((n, L), np.int32)
         trace, answer, key = (np.full((n, w), PAD, np.int32) for w in (W, A, Y))
         for i in range(n):
-            children = random_dag(V, rng, self.extra_parent)
+            children = random_dag(V, rng, self.extra_parent, self.max_extra(V))
             name, code = self.names(V, rng)
             far = [v for v in range(1, V) if v not in children[0]]  # a goal next to the start needs no search
             goal = far[rng.integers(len(far))]
-            steps, path = depth_first(children, 0, goal)
-            lists = " ".join(
-                name[u] + ":" + "".join(name[c] for c in children[u]).ljust(MAX_CHILDREN * Z)
-                for u in rng.permutation(V)
-            )
-            prompt[i] = encode(f"g {name[0]}>{name[goal]} {lists}?")
-            t = encode(" ".join(name[u] + op + name[v] for u, op, v in steps))
+            steps, path = depth_first(children, 0, goal, revisit=self.indexed)
+            lists, thinking = self.text(name, children, steps, rng)
+            p = encode(f"g {name[0]}>{name[goal]} {lists}?")
+            prompt[i, : len(p)] = p
+            t = encode(thinking)
             trace[i, : len(t)] = t
             answer[i, : Z * len(path)] = encode("".join(name[u] for u in path))
             edges = [(u, c) for u in range(V) for c in children[u]]
