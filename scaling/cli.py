@@ -174,6 +174,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         raise ScalingError("--json: only with --dry-run (a sweep's results are in OUT/results.parquet)")
+    if args.model:  # a typo must not wait for the sweep's end
+        from scaling.plan import make_plan
+
+        models = {m for run in make_plan(args.config, args.set or []).runs.values() for m in run.models}
+        if args.model not in models:
+            raise ScalingError(f"--model {args.model}: not a preset of {args.config} (models: {sorted(models)})")
     from scaling.stages import is_writer
     from scaling.sweep import maybe_initialize_distributed, run_sweep
 
@@ -194,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(summary(sweep.results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         if not args.no_analyze:
-            _print_analysis(out, None, args.bootstrap)
+            _print_analysis(out, args.model, args.bootstrap)
     return EXIT_OK if sweep.ok else EXIT_FAILED
 
 
@@ -418,6 +424,7 @@ def _run_parser(sub) -> None:
     r.add_argument("--fail-fast", action="store_true", help="stop at the first stage that fails")
     r.add_argument("--track", action="append", metavar="NAME", help="also report to tensorboard or wandb; repeatable")
     r.add_argument("--no-analyze", action="store_true", help="skip the analysis after the sweep")
+    r.add_argument("--model", help="preset of the analysis' one-preset axes (default: accuracy closest to 50%%)")
     r.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the laws' intervals")
     r.set_defaults(func=cmd_run)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SHARED_DATA, documented_json_fields, json_keys
+from tests.conftest import ROOT, SHARED_DATA, documented_json_fields, json_keys
 
 
 def scaling(*args, cwd=None):
@@ -124,12 +124,13 @@ def test_chinchilla_main_job_command():
         (["fit", "{t}/t.csv", "--x", "params", "--y", "error", "--assign", "oops"], "expected NAME = EXPRESSION"),
         (["fit", "{t}/t.csv", "--x", "params", "--y", "error", "--paired", "seed"], "paired names column 'seed'"),
         (["law", "show", "{t}/t.csv"], "not a valid law file"),
+        (["run", "{x}/thinking_cpu.yaml", "--out", "{t}/r", "--model", "d96"], "--model d96: not a preset of"),
         (["bench", "--sections", "nope"], "unknown bench section"),
     ],
 )
 def test_bad_input_exits_nonzero_without_traceback(tables, args, message):
     (tables / "t.txt").write_text("x")
-    r = scaling(*[a.format(t=tables) for a in args])
+    r = scaling(*[a.format(t=tables, x=ROOT / "experiments") for a in args])
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
 

@@ -52,7 +52,7 @@ MAX_CHILDREN = 3
 NAMES = "abcdefghijklmnopqrstuvwxyz"  # the letters of node names (26 one-letter names)
 
 
-def random_dag(V: int, rng: np.random.Generator, extra_parent: float, max_extra: int | None = None) -> list[list[int]]:
+def random_dag(V: int, rng: np.random.Generator, extra_parent: float, max_extra: int) -> list[list[int]]:
     """Children lists of a DAG on nodes 0..V-1 (topological order, 0 the start) in which every node is
     reachable from 0: node i > 0 gets a parent among the earlier nodes with room for a child, and with
     probability ``extra_parent`` a second one (at most ``max_extra`` nodes get one). Each list is shuffled
@@ -64,7 +64,7 @@ def random_dag(V: int, rng: np.random.Generator, extra_parent: float, max_extra:
         k = int(rng.integers(len(room)))
         parents = [room[k]]
         others = room[:k] + room[k + 1 :]
-        if others and rng.random() < extra_parent and (max_extra is None or extra < max_extra):
+        if others and rng.random() < extra_parent and extra < max_extra:
             parents.append(others[rng.integers(len(others))])
             extra += 1
         for j in parents:
@@ -156,8 +156,9 @@ class PathSearch(Task):
     """Find a path from the start to the goal of a random DAG by depth-first search (module docstring).
     The goal is drawn among the nodes that are not the start's children. Difficulty d = graph size,
     V = ``first`` + ``step`` d nodes: ``path`` has one-letter names and V = 2 + 3d (d <= 8, the 26
-    letters); ``path_long`` has two-letter names and V = 25d (d <= 8, up to 200 nodes), whose searches run
-    to thousands of tokens (for accelerators)."""
+    letters), and ``path_indexed`` (``indexed``) the same graphs with numbered edges; ``path_long`` has
+    two-letter names and V = 25d (d <= 8, up to 200 nodes), whose searches run to thousands of tokens (for
+    accelerators)."""
 
     def __init__(
         self, extra_parent: float = 0.3, name_len: int = 1, first: int = 2, step: int = 3, max_nodes=26, indexed=False
