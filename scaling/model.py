@@ -147,7 +147,7 @@ class Transformer(nnx.Module):
         if T > self.cfg.max_len:
             raise ScalingError(f"{T} tokens exceed the model's max_len {self.cfg.max_len}")
         mask = causal_mask(T, jnp.arange(T), key_valid_BxT)
-        prevs = previous_tokens(tokens_BxT, self.cfg.predecessors)
+        prevs = tokens_before(tokens_BxT, jnp.arange(T), self.cfg.predecessors)
         return self._forward(tokens_BxT, prevs, jnp.arange(T), mask, None, 0)[0]
 
     def extend(
@@ -156,7 +156,7 @@ class Transformer(nnx.Module):
         """Logits (B, T, V) of ``tokens`` written into cache slots pos..pos+T-1, and the new cache.
 
         ``prevs`` are ``cfg.predecessors`` (B, T) arrays, the tokens before each one in its sequence, nearest
-        first (``previous_tokens`` of a prompt from its start; the last ones written for the next token).
+        first (``tokens_before`` of a prompt from its start; the last ones written for the next token).
         By default the tokens sit at positions pos..pos+T-1 and attend to every slot <= their own whose
         ``key_valid`` is True (False for left padding). For tree-shaped decoding (several continuations
         of one shared prefix), ``positions_T`` gives the tokens' own positions and ``mask_BxTxS``
@@ -184,18 +184,12 @@ class Transformer(nnx.Module):
         return self.head(self.final_norm(x_BxTxD)), new_cache
 
 
-def previous_tokens(tokens_BxT, n: int) -> tuple[jax.Array, ...]:
-    """The n tokens before each one, nearest first: n (B, T) arrays, <pad> before the first token (also
-    before a left-padded prompt's first real token, as in training, where every sequence starts at 0)."""
-    T = tokens_BxT.shape[1]
-    return tuple(jnp.pad(tokens_BxT, ((0, 0), (back, 0)), constant_values=PAD)[:, :T] for back in range(1, n + 1))
-
-
-def last_tokens(tokens_BxT, n: int) -> tuple[jax.Array, ...]:
-    """The predecessors of the token that comes after each row: its last n tokens, nearest first, n (B,)
-    arrays (<pad> where a row is shorter)."""
+def tokens_before(tokens_BxT, at, n: int) -> tuple[jax.Array, ...]:
+    """The n tokens before position(s) ``at`` of each row, nearest first: n arrays of shape (B,) + at.shape,
+    <pad> before the first token (also before a left-padded prompt's first real token, as in training, where
+    every sequence starts at 0). ``at = arange(T)``: each token's predecessors; ``at = T``: those of the next."""
     padded = jnp.pad(tokens_BxT, ((0, 0), (n, 0)), constant_values=PAD)
-    return tuple(padded[:, -back] for back in range(1, n + 1))
+    return tuple(padded[:, n + at - back] for back in range(1, n + 1))
 
 
 def causal_mask(S: int, positions_T, key_valid_BxS=None) -> jax.Array:

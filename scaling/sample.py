@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling.errors import ScalingError
-from scaling.model import apply_cached, empty_cache, last_tokens, previous_tokens
+from scaling.model import apply_cached, empty_cache, tokens_before
 from scaling.specs import ModelConfig
 from scaling.tokenizer import EOT, PAD
 
@@ -44,7 +44,7 @@ def _prefill(cfg, params, prompts_BxL, valid_BxL, max_new):
     if L + max_new > cfg.max_len:
         raise ScalingError(f"prompt {L} + {max_new} new tokens exceed the model's max_len {cfg.max_len}")
     key_valid_BxS = jnp.zeros((B, cfg.max_len), bool).at[:, :L].set(valid_BxL).at[:, L:].set(True)
-    prevs = previous_tokens(prompts_BxL, cfg.predecessors)
+    prevs = tokens_before(prompts_BxL, jnp.arange(L), cfg.predecessors)
     logits_BxLxV, cache = apply_cached(
         cfg, params, prompts_BxL, empty_cache(cfg, B), pos=0, prevs=prevs, key_valid_BxS=key_valid_BxS
     )
@@ -84,7 +84,7 @@ def _decode(cfg, params, prompts_BxL, valid_BxL, key, *, temperature, budget, mi
         prevs = (token_B, *prevs)[: len(prevs)]
         return (logits_Bx1xV[:, 0], thinking_B, prevs, cache), token_B
 
-    start = (last_BxV, jnp.ones((B,), bool), last_tokens(prompts_BxL, cfg.predecessors), cache)
+    start = (last_BxV, jnp.ones((B,), bool), tokens_before(prompts_BxL, L, cfg.predecessors), cache)
     (_, _, _, cache), tokens_GxB = jax.lax.scan(step, start, jnp.arange(max_new))
     return tokens_GxB.T, cache, key_valid_BxS
 
@@ -172,7 +172,7 @@ def decode_budgets(cfg: ModelConfig, params, prompts_BxL, valid_BxL, *, budgets:
     eot_BxU = jnp.full((B, U), EOT, jnp.int32)
     # What precedes budget b's forced <eot>: the tokens of prompt + trace before position L + b, nearest first.
     prompt_trace = jnp.concatenate([prompts_BxL, full_BxG], axis=1)
-    before = tuple(prev_BxT[:, L + budget_U] for prev_BxT in previous_tokens(prompt_trace, cfg.predecessors))
+    before = tokens_before(prompt_trace, L + budget_U, cfg.predecessors)
     _, answer_AxBxU = jax.lax.scan(step, (eot_BxU, before, cache), jnp.arange(A))
     positions_G = jnp.arange(G)
 

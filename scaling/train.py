@@ -29,7 +29,7 @@ from scaling.errors import CheckpointMismatch, ConfigError, ScalingError
 from scaling.model import init_params, token_logprobs
 from scaling.optim import OptimizerHP, TrainState, learning_rate, optimizer
 from scaling.settings import TrainConfig, total_steps
-from scaling.specs import ModelConfig, lr_for
+from scaling.specs import MODEL_CHOICES, ModelConfig, lr_for
 from scaling.tasks import Task, generate
 
 B2 = 0.98  # Adam's second-moment decay for supervised training
@@ -145,9 +145,7 @@ def checkpoint_meta(cfg: ModelConfig, task: Task, seeds) -> dict:
         "n_layers": cfg.n_layers,
         "n_heads": cfg.n_heads,
         "d_ff": cfg.d_ff,
-        "positions": cfg.positions,
-        "init": cfg.init,
-        "inputs": cfg.inputs,
+        **{name: getattr(cfg, name) for name in MODEL_CHOICES},  # the model settings
         "seeds": [int(s) for s in seeds],
     }
 

@@ -14,8 +14,8 @@ from scaling.model import (
     attention,
     empty_cache,
     init_params,
-    previous_tokens,
     token_logprobs,
+    tokens_before,
 )
 from scaling.sample import greedy, left_pad
 from scaling.specs import PRESETS, ModelConfig, flops_per_token, get_preset, param_counts
@@ -118,7 +118,7 @@ def test_kv_cache_decoding_matches_the_full_forward_pass(positions, inputs):
     params = init_params(cfg, jax.random.key(1))
     tokens = jnp.asarray(np.random.default_rng(1).integers(4, 40, (3, 20)))
     full = apply(cfg, params, tokens)
-    prevs = previous_tokens(tokens, cfg.predecessors)
+    prevs = tokens_before(tokens, jnp.arange(tokens.shape[1]), cfg.predecessors)
     first = [p[:, :9] for p in prevs]
     logits, cache = apply_cached(cfg, params, tokens[:, :9], empty_cache(cfg, 3), pos=0, prevs=first)
     steps = [logits]

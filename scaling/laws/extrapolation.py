@@ -61,6 +61,11 @@ def unit_matrix(size: np.ndarray, y: np.ndarray, group: np.ndarray, unit: np.nda
     return Y_UxP if len(units) > 1 else None
 
 
+def best_naive(y_held: np.ndarray, naive: dict[str, np.ndarray]) -> str:
+    """The name of the naive forecast with the smallest mean absolute error at the held-out points."""
+    return min(naive, key=lambda name: np.mean(np.abs(y_held - naive[name])))
+
+
 def paired_standard_error(
     Y_fit_UxP: np.ndarray, size_fit: np.ndarray, Y_held_UxH: np.ndarray, size_held: np.ndarray, forecast: str
 ) -> float:
@@ -104,11 +109,6 @@ class Extrapolation:
     @property
     def naive_error(self) -> float:
         return min(self.naive_errors.values())
-
-    @property
-    def best_naive(self) -> str:
-        errors = self.naive_errors
-        return min(errors, key=errors.get)
 
     @property
     def saturated(self) -> np.ndarray:

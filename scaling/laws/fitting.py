@@ -26,6 +26,7 @@ from scaling.errors import LawError
 from scaling.laws.extrapolation import (
     SATURATION,
     Extrapolation,
+    best_naive,
     naive_forecasts,
     paired_standard_error,
     point_means,
@@ -548,20 +549,23 @@ def _holdout(table: Table, spec: Form, n_holdout: int, opts: FitOptions, bootstr
     if law.samples is not None and len(law.samples):
         pred_draws, _ = law.predict_draws(inputs)
         draws = skill_draws(pred_draws, resample, size_fit, size_held)
+    naive = naive_forecasts(size_fit, y_fit, size_held)
+    if paired:
+        se = paired_standard_error(Y_fit, size_fit, Y_held, size_held, best_naive(y_held, naive))
+    else:
+        se = standard_error(held_rows)
     check = Extrapolation(
         x=xs_held,
         y=y_held,
         y_pred=y_pred,
-        naive=naive_forecasts(size_fit, y_fit, size_held),
-        se=standard_error(held_rows),
+        naive=naive,
+        se=se,
         limit=spec.limit(tuple(law.params.values())),
         step=law.is_step,
         saturation=saturation,
         skill_draws=draws,
+        paired=paired,
     )
-    if paired:
-        check.se = paired_standard_error(Y_fit, size_fit, Y_held, size_held, check.best_naive)
-        check.paired = True
     return Holdout(law, check)
 
 
